@@ -1,0 +1,44 @@
+export {
+  ERROR_CODES,
+  HTTP_STATUS_BY_CODE,
+  OverthereError,
+  isErrorCode,
+  toOverthereError,
+} from './errors.js';
+export type { ErrorCode, OverthereErrorOptions, SerializedError } from './errors.js';
+export { noopLogger } from './logger.js';
+export type { LogFunction, Logger } from './logger.js';
+export { SIGNAL_NUMBERS, isSignalName, parseSignal } from './signals.js';
+export type { SignalName } from './signals.js';
+export { DEFAULT_GRACE_MS, DEFAULT_RESTART } from './task-spec.js';
+export type {
+  KillPolicy,
+  ResourceLimits,
+  RestartMode,
+  RestartPolicy,
+  TaskSpec,
+  TtySize,
+} from './task-spec.js';
+export type {
+  ExitReason,
+  ExitStatus,
+  Process,
+  ProcessHandle,
+  Runtime,
+  RuntimeCapabilities,
+  RuntimeCapacity,
+  Sandbox,
+  SandboxSpec,
+  SpawnContext,
+} from './runtime.js';
+export { FINAL_STATES, isFinalState } from './task.js';
+export type { TaskInfo, TaskState } from './task.js';
+export { createOutputLog } from './output-log.js';
+export type {
+  OutputEvent,
+  OutputFrame,
+  OutputLog,
+  OutputLogOptions,
+  OutputReadOptions,
+  OutputStream,
+} from './output-log.js';

@@ -1,0 +1,95 @@
+/**
+ * OutputLog: every byte a task writes, as numbered frames. Replay from any
+ * cursor, follow live, stdout and stderr kept apart (a merged view is just both
+ * streams in seq order). Recent frames stay in a bounded memory tail; with a
+ * `dir` every frame is also written to size-capped, rotated segment files.
+ */
+
+/** Which output stream a frame came from. */
+export type OutputStream = 'stdout' | 'stderr';
+
+/** One chunk of output as the task wrote it. */
+export interface OutputFrame {
+  /** Position in the log, across both streams, from 0, without gaps. */
+  seq: number;
+  /** Byte offset of `data` within its own stream. */
+  offset: number;
+  stream: OutputStream;
+  /** When it was captured, in ms since the epoch. */
+  time: number;
+  data: Buffer;
+}
+
+/** What a reader receives: frames, or a marker that frames it wanted are no longer retained. */
+export type OutputEvent =
+  | ({ type: 'frame' } & OutputFrame)
+  | {
+      type: 'gap';
+      /** First seq that was skipped. */
+      fromSeq: number;
+      /** First seq still available (reading goes on from here). */
+      toSeq: number;
+    };
+
+/** Where and how to read. */
+export interface OutputReadOptions {
+  /** Start at this seq. Default: the oldest retained frame. */
+  fromSeq?: number;
+  /**
+   * Start at this byte offset of the single stream in `streams`; the first
+   * frame is sliced so exactly the bytes from this offset on are delivered.
+   */
+  fromOffset?: number;
+  /** Streams to deliver. Default both. */
+  streams?: readonly OutputStream[];
+  /** Keep waiting for new frames until the log ends. Default false. */
+  follow?: boolean;
+  /** Stop iterating (without an error) when aborted. */
+  signal?: AbortSignal;
+}
+
+/** Options for {@link createOutputLog}. */
+export interface OutputLogOptions {
+  /** Directory for durable segment files; created if missing; existing segments are recovered and appended to. Without it the log is memory-only. */
+  dir?: string;
+  /** Bytes of recent frames kept in memory. Default 1 MiB. */
+  memoryBytes?: number;
+  /** Cap on the bytes kept on disk; the oldest segments are deleted past it. Default 64 MiB. */
+  maxDiskBytes?: number;
+  /** A segment file is rotated when it reaches this size. Default 8 MiB. */
+  segmentBytes?: number;
+  /** Bytes waiting to be written to disk before `append` asks the writer to wait. Default 1 MiB. */
+  highWaterMarkBytes?: number;
+}
+
+/** A task's output. One writer (the supervisor), any number of readers. */
+export interface OutputLog {
+  /** Seq the next frame will get (= number of frames ever appended). */
+  readonly nextSeq: number;
+  /** Seq of the oldest frame still retained (memory or disk). */
+  readonly firstSeq: number;
+  /** True once `end()` was called: no more frames will come. */
+  readonly ended: boolean;
+  /** Total bytes ever written to `stream` (= the offset its next byte will get). */
+  bytes(stream: OutputStream): number;
+  /**
+   * Add a frame. Returns a promise when the disk writer is behind by more than
+   * the high-water mark: the caller should await it before appending more (backpressure).
+   * Empty data is ignored. Throws after `end()`.
+   */
+  append(stream: OutputStream, data: Uint8Array): void | Promise<void>;
+  /** Mark the log complete: flush and fsync to disk, wake followers so they finish. Idempotent. */
+  end(): Promise<void>;
+  /** Reopen an ended log for appending (a restarted task continues its log). */
+  reopen(): void;
+  /** Read frames in seq order; with `follow`, waits for new frames until the log ends. */
+  read(options?: OutputReadOptions): AsyncIterableIterator<OutputEvent>;
+  /** All retained bytes of one stream, concatenated (for small outputs and tests). */
+  text(stream: OutputStream): Promise<Buffer>;
+  /** Flush, release file handles and wake followers. The files stay. */
+  close(): Promise<void>;
+  /** Close and delete the files. */
+  destroy(): Promise<void>;
+}
+
+export declare function createOutputLog(options?: OutputLogOptions): Promise<OutputLog>;
