@@ -42,3 +42,15 @@ export type {
   OutputReadOptions,
   OutputStream,
 } from './output-log.js';
+export { createFileTaskStore, createMemoryTaskStore } from './task-store.js';
+export type { FileTaskStoreOptions, TaskStore } from './task-store.js';
+export { createSupervisor } from './supervisor.js';
+export type {
+  CreateTaskOptions,
+  SandboxInfo,
+  Supervisor,
+  SupervisorCapacity,
+  SupervisorEvents,
+  SupervisorOptions,
+  TaskFilter,
+} from './supervisor.js';
