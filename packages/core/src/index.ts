@@ -44,7 +44,8 @@ export type {
 } from './output-log.js';
 export { createFileTaskStore, createMemoryTaskStore } from './task-store.js';
 export type { FileTaskStoreOptions, TaskStore } from './task-store.js';
-export { createSupervisor } from './supervisor.js';
+export { isValidTaskId } from './task-store.js';
+export { createSupervisor } from './create-supervisor.js';
 export type {
   CreateTaskOptions,
   SandboxInfo,

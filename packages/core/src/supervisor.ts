@@ -107,18 +107,25 @@ export interface Supervisor {
   /** What is left after reservations. */
   capacity(): Promise<SupervisorCapacity>;
   /** Create a sandbox on a runtime that has them. */
-  createSandbox(spec: SandboxSpec, options?: { id?: string; runtime?: string }): Promise<SandboxInfo>;
+  createSandbox(
+    spec: SandboxSpec,
+    options?: { id?: string; runtime?: string },
+  ): Promise<SandboxInfo>;
   /** Stop every task in the sandbox, then destroy it. */
   destroySandbox(id: string): Promise<void>;
   /** Live sandboxes. */
   listSandboxes(): SandboxInfo[];
-  on<E extends keyof SupervisorEvents>(event: E, listener: (...args: SupervisorEvents[E]) => void): this;
-  off<E extends keyof SupervisorEvents>(event: E, listener: (...args: SupervisorEvents[E]) => void): this;
+  on<E extends keyof SupervisorEvents>(
+    event: E,
+    listener: (...args: SupervisorEvents[E]) => void,
+  ): this;
+  off<E extends keyof SupervisorEvents>(
+    event: E,
+    listener: (...args: SupervisorEvents[E]) => void,
+  ): this;
   /**
    * Shut down: stop every live task with its kill policy (unless `stopTasks` is
    * false, which leaves them to be re-adopted), flush output and store.
    */
   close(options?: { stopTasks?: boolean }): Promise<void>;
 }
-
-export declare function createSupervisor(options: SupervisorOptions): Promise<Supervisor>;
