@@ -55,3 +55,10 @@ export type {
   SupervisorOptions,
   TaskFilter,
 } from './supervisor.js';
+export { createMemoryRuntime } from './memory-runtime.js';
+export type {
+  MemoryChildProcess,
+  MemoryProgram,
+  MemoryProgramContext,
+  MemoryRuntimeOptions,
+} from './memory-runtime.js';
