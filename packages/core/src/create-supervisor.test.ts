@@ -14,7 +14,15 @@ import { createFileTaskStore } from './task-store.js';
 const serve: MemoryProgram = (context) =>
   new Promise((resolve) => {
     context.onSignal('SIGTERM', () => resolve(0));
+    context.stdout.write('ready\n');
   });
+
+/** Resolves once the task has written its first frame (its signal handlers are in place). */
+async function firstOutput(supervisor: Supervisor, id: string): Promise<void> {
+  for await (const event of supervisor.output(id).read({ follow: true })) {
+    if (event.type === 'frame') return;
+  }
+}
 
 /** Exits with the code given as its first argument, after printing a line. */
 const crash: MemoryProgram = (context) => {
@@ -117,6 +125,7 @@ describe('supervisor', () => {
 
   it('reports a task that exits on the stop signal as signalled or exited, and never restarts it', async () => {
     const task = await supervisor.create({ command: ['serve'], restart: { mode: 'always' } });
+    await firstOutput(supervisor, task.id);
     const stopped = await supervisor.stop(task.id, { graceMs: 5000 });
     expect(stopped.state).toBe('exited');
     expect(stopped.exit?.reason).toBe('exited');
@@ -126,6 +135,7 @@ describe('supervisor', () => {
 
   it('escalates to SIGKILL after graceMs and reports the task killed', async () => {
     const task = await supervisor.create({ command: ['trap-term', '60'] });
+    await firstOutput(supervisor, task.id);
     const started = Date.now();
     const stopped = await supervisor.stop(task.id, { graceMs: 150 });
     expect(Date.now() - started).toBeGreaterThanOrEqual(140);
