@@ -183,6 +183,11 @@ describe('createMemoryRuntime', () => {
       expect(result.exit).toEqual(exited(0));
     });
 
+    it('seq prints 1 to n, one per line', async () => {
+      expect((await run(memory(), { command: ['seq', '3'] })).stdout).toBe('1\n2\n3\n');
+      expect((await run(memory(), { command: ['seq', 'x'] })).exit).toEqual(exited(1));
+    });
+
     it('finds a program by basename when the command is a path', async () => {
       expect((await run(memory(), { command: ['/bin/echo', 'x'] })).stdout).toBe('x\n');
     });

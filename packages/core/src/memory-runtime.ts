@@ -256,7 +256,8 @@ interface LaunchOptions {
  * `ready`, then `term` for each SIGTERM it ignores; sleeps, default forever),
  * `trap <signal> [code] [seconds]` (prints `ready`, exits with `code`, default
  * 0, on `signal`), `spawn-child [command…]` (starts a group member, default
- * `sleep infinity`, prints its pid, waits for it) and `yes [count] [text]`.
+ * `sleep infinity`, prints its pid, waits for it), `seq <last>` (1 to `last`,
+ * one per line) and `yes [count] [text]`.
  *
  * `command[0]` is looked up as given, then by its basename (`/bin/echo`
  * finds `echo`). A `script` runs line by line like a tiny `sh`: one command
@@ -732,6 +733,17 @@ const BUILTINS: Record<string, MemoryProgram> = {
     await write(stdout, `${child.pid}\n`);
     const status = await child.wait();
     return status.code ?? 0;
+  },
+  seq: async ({ argv, stdout, stderr, signal }) => {
+    const last = Number(argv[1]);
+    if (!Number.isInteger(last)) {
+      await write(stderr, `seq: invalid number '${argv[1] ?? ''}'\n`);
+      return 1;
+    }
+    for (let number = 1; number <= last && !signal.aborted; number += 1) {
+      await write(stdout, `${number}\n`);
+    }
+    return 0;
   },
   yes: async ({ argv, stdout, signal }) => {
     const count = argv[1] === undefined ? Infinity : Number(argv[1]);
