@@ -110,9 +110,10 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     return entry;
   }
 
-  function save(entry: TaskEntry): void {
-    if (detached) return;
-    store.save(snapshot(entry.info)).catch((error: unknown) => {
+  /** Persist the record. Failures are logged: a task is not failed because its record could not be written. */
+  function save(entry: TaskEntry): Promise<void> {
+    if (detached) return Promise.resolve();
+    return store.save(snapshot(entry.info)).catch((error: unknown) => {
       logger.error({ err: error, taskId: entry.info.id }, 'saving task record failed');
     });
   }
@@ -120,7 +121,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   function setState(entry: TaskEntry, state: TaskState): void {
     const previous = entry.info.state;
     entry.info.state = state;
-    save(entry);
+    void save(entry);
     if (previous !== state) emit('task-state', snapshot(entry.info), previous);
   }
 
@@ -444,9 +445,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       }
       info.startedAt = now();
       tasks.set(id, entry);
-      attach(entry, process);
-      save(entry);
+      const saved = save(entry);
       emit('task-start', snapshot(info));
+      attach(entry, process);
+      // The record is on disk before the caller hears of the task, so a crash cannot forget it.
+      await saved;
       return snapshot(info);
     } finally {
       reservedIds.delete(id);
@@ -459,7 +462,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     if (isFinalState(entry.info.state)) return snapshot(entry.info);
     if (!entry.info.stopRequested) {
       entry.info.stopRequested = true;
-      save(entry);
+      void save(entry);
     }
     if (entry.process) beginStop(entry, 'stop', policy);
     else if (entry.info.state === 'backoff') await finish(entry, 'exited');
