@@ -445,12 +445,13 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       }
       info.startedAt = now();
       tasks.set(id, entry);
-      const saved = save(entry);
-      emit('task-start', snapshot(info));
       attach(entry, process);
+      const started = snapshot(info);
+      const saved = save(entry);
+      emit('task-start', started);
       // The record is on disk before the caller hears of the task, so a crash cannot forget it.
       await saved;
-      return snapshot(info);
+      return started;
     } finally {
       reservedIds.delete(id);
     }
