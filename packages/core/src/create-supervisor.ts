@@ -61,8 +61,24 @@ interface SandboxEntry {
 
 const now = () => new Date().toISOString();
 
+/**
+ * A copy the caller may keep: the spec is deep-frozen when the task is
+ * created, so it is shared; the few mutable parts are copied.
+ */
 function snapshot(info: TaskInfo): TaskInfo {
-  return structuredClone(info);
+  const copy: TaskInfo = { ...info };
+  if (info.exit) copy.exit = { ...info.exit };
+  if (info.error) copy.error = { ...info.error };
+  if (info.handle) copy.handle = { ...info.handle };
+  return copy;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const item of Object.values(value)) deepFreeze(item);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 /**
@@ -427,7 +443,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       });
       const info: TaskInfo = {
         id,
-        spec: structuredClone(spec),
+        spec: deepFreeze(structuredClone(spec)),
         runtime: runtime.id,
         state: 'running',
         createdAt: now(),
@@ -607,6 +623,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         ...options.output,
         ...(dir === undefined ? {} : { dir }),
       });
+      record.spec = deepFreeze(record.spec);
       const entry = newEntry(record, runtime ?? (defaultRuntime as Runtime), log);
       tasks.set(record.id, entry);
       if (isFinalState(record.state)) {

@@ -13,7 +13,10 @@ import type { TaskInfo } from './task.js';
 export interface TaskStore {
   /** Every stored record. Unreadable records are skipped (and logged), never fatal. */
   load(): Promise<TaskInfo[]>;
-  /** Insert or replace a record (atomically: a crash leaves the old or the new one). */
+  /**
+   * Insert or replace a record (atomically: a crash leaves the old or the new
+   * one). The supervisor hands over a fresh snapshot: the store may keep it.
+   */
   save(task: TaskInfo): Promise<void>;
   /** Remove a record and its output directory. Unknown ids are fine. */
   delete(id: string): Promise<void>;
@@ -135,7 +138,7 @@ export function createMemoryTaskStore(): TaskStore {
   return {
     load: () => Promise.resolve([...records.values()].map((task) => structuredClone(task))),
     save(task) {
-      records.set(task.id, structuredClone(task));
+      records.set(task.id, task);
       return Promise.resolve();
     },
     delete(id) {

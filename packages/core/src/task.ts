@@ -31,6 +31,7 @@ export function isFinalState(state: TaskState): boolean {
 /** A snapshot of one task. Times are ISO 8601 strings. */
 export interface TaskInfo {
   id: string;
+  /** What it runs; frozen (shared between snapshots). */
   spec: TaskSpec;
   /** Id of the runtime running it. */
   runtime: string;

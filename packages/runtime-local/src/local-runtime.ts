@@ -34,7 +34,7 @@ export interface LocalRuntimeOptions {
    * not be writable by others (unless sticky).
    */
   tempDir?: string;
-  /** Base environment of tasks (unless `inheritEnv: false`). Default `process.env`, read at each spawn. */
+  /** Base environment of tasks (unless `inheritEnv: false`). Default `process.env`, copied when the runtime is created. */
   env?: Readonly<Record<string, string | undefined>>;
   /** pino-compatible logger. Default: no logging. */
   logger?: Logger;
@@ -71,6 +71,8 @@ export function createLocalRuntime(options: LocalRuntimeOptions = {}): Runtime {
   const drainTimeoutMs = options.drainTimeoutMs ?? 2_000;
   const logger = (options.logger ?? noopLogger).child({ runtime: 'local' });
   const watchdog = createWatchdog({ logger });
+  // Copied once: reading process.env goes through a slow accessor on every key.
+  const baseEnv = plainEnv(options.env ?? process.env);
 
   const live = new Map<number, TaskProcess>();
   const starting = new Set<Promise<unknown>>();
@@ -123,9 +125,10 @@ export function createLocalRuntime(options: LocalRuntimeOptions = {}): Runtime {
       user !== undefined && (user.uid !== process.getuid?.() || user.gid !== process.getgid?.())
         ? user
         : undefined;
-    const env = buildEnv(spec, options.env ?? process.env, user);
+    const env = buildEnv(spec, baseEnv, user);
     const cwd = path.resolve(spec.cwd ?? process.cwd());
-    await checkCwd(cwd);
+    // The agent's own cwd exists; a given one is checked so a bad one gets a clear error.
+    if (spec.cwd !== undefined) await checkCwd(cwd);
 
     let scriptFile: string | undefined;
     try {
@@ -298,13 +301,10 @@ function validateSpec(spec: TaskSpec): void {
  */
 function buildEnv(
   spec: TaskSpec,
-  base: Readonly<Record<string, string | undefined>>,
+  base: Readonly<Record<string, string>>,
   user: Credentials | undefined,
 ): Record<string, string> {
-  const env: Record<string, string> = {};
-  if (spec.inheritEnv !== false) {
-    for (const [name, value] of Object.entries(base)) if (value !== undefined) env[name] = value;
-  }
+  const env: Record<string, string> = spec.inheritEnv === false ? {} : { ...base };
   if (user !== undefined) {
     if (user.home !== undefined) env.HOME = user.home;
     if (user.name !== undefined) {
@@ -313,6 +313,15 @@ function buildEnv(
     }
   }
   return Object.assign(env, spec.env);
+}
+
+/** A plain, frozen copy of an environment without undefined values. */
+function plainEnv(
+  source: Readonly<Record<string, string | undefined>>,
+): Readonly<Record<string, string>> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(source)) if (value !== undefined) env[name] = value;
+  return Object.freeze(env);
 }
 
 /** Free space for unprivileged users on the file system holding `dir` (or its nearest existing parent). */
