@@ -5,7 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createFileTaskStore, createSupervisor, type Supervisor } from '@overthere/core';
+import {
+  OverthereError,
+  createFileTaskStore,
+  createSupervisor,
+  type Supervisor,
+} from '@overthere/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLocalRuntime } from '../src/index.js';
 
@@ -79,6 +84,58 @@ describe('supervisor with real local processes', () => {
     expect(isAlive(grandchild)).toBe(true);
     await supervisor.stop(task.id, { graceMs: 2000 });
     expect(await waitUntil(() => !isAlive(grandchild), 2000)).toBe(true);
+  });
+
+  it('rejects bad input with the OS reason and leaves nothing registered', async () => {
+    const failures = [
+      { spec: { command: [] }, reason: /empty command/ },
+      { spec: { command: ['/no/such/binary'] }, reason: /ENOENT/ },
+      { spec: { command: ['true'], cwd: '/no/such/dir' }, reason: /\/no\/such\/dir.*ENOENT/ },
+    ];
+    for (const { spec, reason } of failures) {
+      const error = await supervisor.create(spec).then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
+      expect(OverthereError.hasCode(error, 'SPAWN_FAILED')).toBe(true);
+      expect((error as Error).message).toMatch(reason);
+    }
+    expect(supervisor.list()).toEqual([]);
+    const task = await supervisor.create({ command: ['sleep', '1000'] });
+    await expect(supervisor.signal(task.id, 'SIGNOPE')).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(supervisor.signal('no-such-task', 'SIGTERM')).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
+    expect(() => supervisor.get('no-such-task')).toThrow(
+      expect.objectContaining({ code: 'NOT_FOUND' }),
+    );
+    expect(supervisor.list().map((item) => item.state)).toEqual(['running']);
+  });
+
+  it('captures 1 GiB of output durably with agent RSS growth under 64 MiB', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'overthere-gib-'));
+    const durable = await createSupervisor({ runtime, store: await createFileTaskStore({ dir }) });
+    try {
+      global.gc?.();
+      const before = process.memoryUsage().rss;
+      let peak = before;
+      const sampler = setInterval(() => {
+        peak = Math.max(peak, process.memoryUsage().rss);
+      }, 25);
+      const task = await durable.create({
+        command: ['head', '-c', String(1024 ** 3), '/dev/zero'],
+      });
+      const done = await durable.wait(task.id);
+      clearInterval(sampler);
+      expect(done.exit).toEqual({ code: 0, signal: null, reason: 'exited' });
+      expect(durable.output(task.id).bytes('stdout')).toBe(1024 ** 3);
+      expect(peak - before).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      await durable.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('stops a restarting task for good when it is removed', async () => {
