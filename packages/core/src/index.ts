@@ -62,3 +62,4 @@ export type {
   MemoryProgramContext,
   MemoryRuntimeOptions,
 } from './memory-runtime.js';
+export { isLoopbackHost, secretsEqual } from './security.js';
