@@ -7,6 +7,7 @@ const alias = {
   '@overthere/core': source('./packages/core/src/index.ts'),
   '@overthere/conformance': source('./packages/conformance/src/index.ts'),
   '@overthere/runtime-local': source('./packages/runtime-local/src/index.ts'),
+  '@overthere/transport-http': source('./packages/transport-http/src/index.ts'),
 };
 
 export default defineConfig({

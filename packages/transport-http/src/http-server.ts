@@ -1,0 +1,181 @@
+/**
+ * The fastify server every overthere HTTP agent and app starts from: body and
+ * header limits, errors as `{code, message}` with the core status table, a
+ * shutdown signal for long-lived streams, optional TLS, and the rule that a
+ * server without auth listens on loopback only.
+ */
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyServerOptions,
+} from 'fastify';
+import type { AddressInfo } from 'node:net';
+import {
+  HTTP_STATUS_BY_CODE,
+  OverthereError,
+  isLoopbackHost,
+  type ErrorCode,
+  type Logger,
+  type SerializedError,
+} from '@overthere/core';
+
+/** TLS settings: PEM strings or Buffers, as `node:https` takes them. */
+export interface HttpTlsOptions {
+  key: string | Buffer;
+  cert: string | Buffer;
+  /** CA for client certificates; with `requestCert`, enables mutual TLS. */
+  ca?: string | Buffer;
+  /** Ask for (and require) a client certificate signed by `ca`. */
+  requestCert?: boolean;
+}
+
+/** Options for {@link createHttpServer}. */
+export interface HttpServerOptions {
+  /** Largest accepted request body. Default 1 MiB. */
+  bodyLimitBytes?: number;
+  /** Serve HTTPS. */
+  tls?: HttpTlsOptions;
+  /** pino-compatible logger for requests and errors. Default: silent. */
+  logger?: Logger;
+}
+
+/** Options for {@link startHttpServer}. */
+export interface StartHttpServerOptions {
+  /** Interface to bind. Default `127.0.0.1`. */
+  host?: string;
+  /** Port; 0 picks a free one. Default 0. */
+  port?: number;
+  /** True when every command-running route requires a credential. */
+  authenticated: boolean;
+  /** Listen beyond loopback without auth anyway (you put auth in front of it). Default false. */
+  allowUnauthenticated?: boolean;
+}
+
+/** A listening server. */
+export interface StartedHttpServer {
+  /** Base URL, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  host: string;
+  port: number;
+}
+
+const shutdownControllers = new WeakMap<FastifyInstance, AbortController>();
+const tlsServers = new WeakSet<FastifyInstance>();
+
+/** The body every error response carries. */
+export function errorBody(error: OverthereError): SerializedError {
+  return { code: error.code, message: error.message };
+}
+
+/** HTTP status for an OverthereError. */
+export function httpStatusOf(error: OverthereError): number {
+  return HTTP_STATUS_BY_CODE[error.code];
+}
+
+/**
+ * Map anything thrown while serving a request to an OverthereError: fastify's
+ * own errors (bad JSON, body too large, schema validation) get their codes.
+ */
+export function toHttpError(error: unknown): OverthereError {
+  if (OverthereError.is(error)) return error;
+  const fastifyError = error as Partial<FastifyError> & { validation?: unknown };
+  const code: ErrorCode | undefined =
+    fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+      ? 'PAYLOAD_TOO_LARGE'
+      : fastifyError.validation !== undefined || (fastifyError.statusCode ?? 0) === 400
+        ? 'INVALID_ARGUMENT'
+        : fastifyError.statusCode === 404
+          ? 'NOT_FOUND'
+          : fastifyError.statusCode === 413
+            ? 'PAYLOAD_TOO_LARGE'
+            : fastifyError.statusCode === 415
+              ? 'INVALID_ARGUMENT'
+              : undefined;
+  if (code !== undefined) {
+    return new OverthereError(code, fastifyError.message ?? 'bad request', { cause: error });
+  }
+  return new OverthereError('INTERNAL', 'internal error', { cause: error });
+}
+
+/**
+ * Create a fastify server with overthere's defaults. Routes are added by
+ * plugins: `registerOverthereApi` for `/v1`, or an app's dialect.
+ */
+export function createHttpServer(options: HttpServerOptions = {}): FastifyInstance {
+  const serverOptions: FastifyServerOptions & { https?: unknown } = {
+    bodyLimit: options.bodyLimitBytes ?? 1024 * 1024,
+    // Long output streams are ended by the shutdown signal, not by force.
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    maxParamLength: 256,
+    ...(options.logger
+      ? { loggerInstance: options.logger as unknown as FastifyBaseLogger }
+      : { logger: false }),
+  };
+  if (options.tls) {
+    serverOptions.https = {
+      key: options.tls.key,
+      cert: options.tls.cert,
+      ...(options.tls.ca === undefined ? {} : { ca: options.tls.ca }),
+      ...(options.tls.requestCert ? { requestCert: true, rejectUnauthorized: true } : {}),
+    };
+  }
+  const server = Fastify(serverOptions as FastifyServerOptions) as unknown as FastifyInstance;
+  if (options.tls) tlsServers.add(server);
+  const controller = new AbortController();
+  shutdownControllers.set(server, controller);
+  server.addHook('preClose', (done) => {
+    controller.abort();
+    done();
+  });
+  server.setErrorHandler((error, request, reply) => {
+    const mapped = toHttpError(error);
+    if (mapped.code === 'INTERNAL') request.log.error({ err: error }, 'request failed');
+    void reply.status(httpStatusOf(mapped)).send(errorBody(mapped));
+  });
+  server.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({
+      code: 'NOT_FOUND',
+      message: `no route ${request.method} ${request.url.split('?')[0]}`,
+    });
+  });
+  return server;
+}
+
+/** Aborted when the server starts closing: long-lived responses (follow, attach) end on it. */
+export function shutdownSignal(server: FastifyInstance): AbortSignal {
+  let controller = shutdownControllers.get(server);
+  if (!controller) {
+    controller = new AbortController();
+    shutdownControllers.set(server, controller);
+  }
+  return controller.signal;
+}
+
+/**
+ * Listen, refusing a non-loopback address without auth unless
+ * `allowUnauthenticated` — anything that runs commands for a network client
+ * needs auth.
+ */
+export async function startHttpServer(
+  server: FastifyInstance,
+  options: StartHttpServerOptions,
+): Promise<StartedHttpServer> {
+  const host = options.host ?? '127.0.0.1';
+  if (!options.authenticated && !options.allowUnauthenticated && !isLoopbackHost(host)) {
+    throw new OverthereError(
+      'FAILED_PRECONDITION',
+      `refusing to listen on ${host} without auth: set a token, listen on 127.0.0.1, or allow it explicitly`,
+    );
+  }
+  await server.listen({ host, port: options.port ?? 0 });
+  const address = server.server.address() as AddressInfo;
+  const scheme = tlsServers.has(server) ? 'https' : 'http';
+  const printable = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `${scheme}://${printable}:${address.port}`,
+    host: address.address,
+    port: address.port,
+  };
+}
