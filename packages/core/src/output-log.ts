@@ -5,6 +5,8 @@
  * `dir` every frame is also written to size-capped, rotated segment files.
  */
 
+import { openOutputLog } from './output-log/segmented-output-log.js';
+
 /** Which output stream a frame came from. */
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -25,7 +27,10 @@ export type OutputEvent =
   | ({ type: 'frame' } & OutputFrame)
   | {
       type: 'gap';
-      /** First seq that was skipped. */
+      /**
+       * First seq that was skipped. 0 when reading started at a `fromOffset` whose
+       * bytes are gone: the seq of the frame that held them is not known any more.
+       */
       fromSeq: number;
       /** First seq still available (reading goes on from here). */
       toSeq: number;
@@ -76,6 +81,7 @@ export interface OutputLog {
    * Add a frame. Returns a promise when the disk writer is behind by more than
    * the high-water mark: the caller should await it before appending more (backpressure).
    * Empty data is ignored. Throws after `end()`.
+   * The log keeps `data` itself, without a copy: do not modify it afterwards.
    */
   append(stream: OutputStream, data: Uint8Array): void | Promise<void>;
   /** Mark the log complete: flush and fsync to disk, wake followers so they finish. Idempotent. */
@@ -92,4 +98,20 @@ export interface OutputLog {
   destroy(): Promise<void>;
 }
 
-export declare function createOutputLog(options?: OutputLogOptions): Promise<OutputLog>;
+/**
+ * Create an output log. With `dir`, segments already in it are recovered (a
+ * torn trailing frame is cut off) and new frames are appended after them.
+ *
+ * Frames are written in batches of up to half the high-water mark (at most
+ * 512 KiB; a smaller remainder after 1 ms), with synchronous writes while those
+ * are quick and on the thread pool after one was slow; see `output-log/segment-store.ts`.
+ *
+ * Segment files whose header is damaged are dropped (with every older one), so a
+ * crash never makes the log unreadable; what is left reads on with a gap marker.
+ *
+ * @throws OverthereError `INVALID_ARGUMENT` for a bad option; the file system's
+ * error when the dir cannot be created or read.
+ */
+export async function createOutputLog(options: OutputLogOptions = {}): Promise<OutputLog> {
+  return openOutputLog(options);
+}
