@@ -75,15 +75,18 @@ describe('command, env and cwd', () => {
   });
 
   it('sets env over the base environment', async () => {
-    process.env.OVERTHERE_TEST_BASE = 'from-agent';
+    // The base environment is copied when the runtime is created.
+    const withBase = createLocalRuntime({
+      env: { ...process.env, OVERTHERE_TEST_BASE: 'from-agent' },
+    });
     try {
-      const { stdout } = await run(runtime, {
+      const { stdout } = await run(withBase, {
         command: ['sh', '-c', 'echo "$OVERTHERE_TEST_BASE/$FOO"'],
         env: { FOO: 'bar baz' },
       });
       expect(stdout.toString()).toBe('from-agent/bar baz\n');
     } finally {
-      delete process.env.OVERTHERE_TEST_BASE;
+      await withBase.dispose();
     }
   });
 
