@@ -2,13 +2,12 @@ import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 // Tests run against sources, so a change is tested without a build.
-const source = (path: string) => fileURLToPath(new URL(path, import.meta.url));
-const alias = {
-  '@overthere/core': source('./packages/core/src/index.ts'),
-  '@overthere/conformance': source('./packages/conformance/src/index.ts'),
-  '@overthere/runtime-local': source('./packages/runtime-local/src/index.ts'),
-  '@overthere/transport-http': source('./packages/transport-http/src/index.ts'),
-};
+const alias = [
+  {
+    find: /^@overthere\/([a-z-]+)$/,
+    replacement: fileURLToPath(new URL('./packages/$1/src/index.ts', import.meta.url)),
+  },
+];
 
 export default defineConfig({
   resolve: { alias },
