@@ -1,0 +1,146 @@
+/**
+ * The data directory's own files (the task store keeps `tasks/`): a pid lock so
+ * two servers never share it, the job id counter, and the scripts jobs run.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+/** Atomically replace `file` with `text` (temp file, fsync, rename). */
+async function writeAtomically(file: string, text: string): Promise<void> {
+  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  const handle = await open(temp, 'w', 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, file);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Held while a server uses the directory; `release` removes the lock file. */
+export interface DataDirLock {
+  release(): Promise<void>;
+}
+
+/**
+ * Create the data directory (mode 0700) and take its lock: `rtot-server.pid`
+ * holding our pid. A lock left by a process that is gone is taken over.
+ * Throws when a live process holds it.
+ */
+export async function lockDataDir(dir: string): Promise<DataDirLock> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, 'rtot-server.pid');
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    try {
+      await writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      return {
+        async release() {
+          const holder = await readFile(file, 'utf8').catch(() => '');
+          if (Number(holder.trim()) === process.pid) await rm(file, { force: true });
+        },
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) {
+      throw new Error(`data dir ${dir} is in use by rtot-server pid ${holder}`);
+    }
+    await rm(file, { force: true });
+  }
+  throw new Error(`could not lock data dir ${dir}`);
+}
+
+/**
+ * Job ids: integers from 0, never reused, across restarts too. The next id is
+ * kept in `next-id` and is on disk before a job with a smaller id is created.
+ */
+export interface JobIds {
+  /** Take the next id; `persisted` resolves once the counter on disk is past it. */
+  allocate(): { id: number; persisted: Promise<void> };
+  /** Make sure future ids are above `id` (ids found in the task store). */
+  observe(id: number): void;
+}
+
+export async function openJobIds(dir: string): Promise<JobIds> {
+  const file = path.join(dir, 'next-id');
+  const stored = Number((await readFile(file, 'utf8').catch(() => '0')).trim());
+  let next = Number.isSafeInteger(stored) && stored >= 0 ? stored : 0;
+  let written = next;
+  let chain: Promise<void> = Promise.resolve();
+
+  // Writes are chained and each writes the newest value, so the file only grows.
+  function persist(): Promise<void> {
+    chain = chain
+      .catch(() => undefined)
+      .then(async () => {
+        const value = next;
+        if (value <= written) return;
+        await writeAtomically(file, `${value}\n`);
+        written = value;
+      });
+    return chain;
+  }
+
+  return {
+    allocate() {
+      const id = next;
+      next += 1;
+      return { id, persisted: persist() };
+    },
+    observe(id) {
+      if (id >= next) next = id + 1;
+    },
+  };
+}
+
+/** Where job scripts live: `<dir>/scripts/rtot-job-<id>`, mode 0700. */
+export interface ScriptFiles {
+  pathOf(id: number): string;
+  /** Write a job's script (it must not exist yet). */
+  write(id: number, script: Buffer): Promise<string>;
+  remove(id: number): Promise<void>;
+  /** Remove scripts of jobs that are not in `keep` (left by a crash between write and create). */
+  prune(keep: ReadonlySet<number>): Promise<void>;
+}
+
+const SCRIPT_PREFIX = 'rtot-job-';
+
+export async function openScriptFiles(dir: string): Promise<ScriptFiles> {
+  const scripts = path.join(dir, 'scripts');
+  await mkdir(scripts, { recursive: true, mode: 0o700 });
+  await chmod(scripts, 0o700);
+  const pathOf = (id: number) => path.join(scripts, `${SCRIPT_PREFIX}${id}`);
+  return {
+    pathOf,
+    async write(id, script) {
+      const file = pathOf(id);
+      await writeFile(file, script, { flag: 'wx', mode: 0o700 });
+      // The umask may have taken the execute bit; the kernel needs it to run the file.
+      await chmod(file, 0o700);
+      return file;
+    },
+    async remove(id) {
+      await rm(pathOf(id), { force: true });
+    },
+    async prune(keep) {
+      for (const name of await readdir(scripts)) {
+        const id = Number(name.slice(SCRIPT_PREFIX.length));
+        if (!name.startsWith(SCRIPT_PREFIX) || !Number.isSafeInteger(id) || keep.has(id)) continue;
+        await rm(path.join(scripts, name), { force: true });
+      }
+    },
+  };
+}
