@@ -8,8 +8,10 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
+import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   HTTP_STATUS_BY_CODE,
@@ -62,6 +64,36 @@ export interface StartedHttpServer {
 
 const shutdownControllers = new WeakMap<FastifyInstance, AbortController>();
 const tlsServers = new WeakSet<FastifyInstance>();
+const queryTokens = new WeakMap<IncomingMessage, string>();
+
+/** Name of the query parameter that carries a token for clients that cannot set headers. */
+export const ACCESS_TOKEN_PARAMETER = 'access_token';
+
+/**
+ * Take `access_token` out of the URL before routing and logging, so a token
+ * given in the query (browsers' WebSocket and EventSource cannot set headers)
+ * never reaches a log line or a route's query string. {@link queryAccessToken}
+ * hands it to the auth check.
+ */
+function stripAccessToken(request: IncomingMessage & { originalUrl?: string }): string {
+  const url = request.url ?? '/';
+  const queryStart = url.indexOf('?');
+  if (queryStart === -1 || !url.includes(ACCESS_TOKEN_PARAMETER, queryStart)) return url;
+  const parameters = new URLSearchParams(url.slice(queryStart + 1));
+  const token = parameters.get(ACCESS_TOKEN_PARAMETER);
+  if (token === null) return url;
+  queryTokens.set(request, token);
+  parameters.delete(ACCESS_TOKEN_PARAMETER);
+  const rest = parameters.toString();
+  const stripped = `${url.slice(0, queryStart)}${rest === '' ? '' : `?${rest}`}`;
+  request.originalUrl = stripped;
+  return stripped;
+}
+
+/** The `access_token` query parameter the request came with (removed from its URL), if any. */
+export function queryAccessToken(request: FastifyRequest): string | undefined {
+  return queryTokens.get(request.raw);
+}
 
 /** The body every error response carries. */
 export function errorBody(error: OverthereError): SerializedError {
@@ -109,6 +141,7 @@ export function createHttpServer(options: HttpServerOptions = {}): FastifyInstan
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     maxParamLength: 256,
+    rewriteUrl: stripAccessToken,
     ...(options.logger
       ? { loggerInstance: options.logger as unknown as FastifyBaseLogger }
       : { logger: false }),
