@@ -36,6 +36,9 @@ export interface Jobrunner {
   close(): Promise<void>;
 }
 
+/** Recent output each command keeps in memory (the rest is on disk). */
+const OUTPUT_MEMORY_BYTES = 256 * 1024;
+
 /** Variables of the agent that its jobs do not inherit. */
 const PRIVATE_VARIABLES = ['JOBRUNNER_TOKEN'];
 
@@ -111,6 +114,9 @@ export async function startJobrunner(options: JobrunnerOptions): Promise<Jobrunn
   const supervisor = await createSupervisor({
     runtime: runtimes,
     store: createSpoolStore(spoolDir),
+    // Finished jobs are kept (JOBRUNNER_JOB_TTL_MS) with their output on disk: keep
+    // little of it in memory. Live attachers that fall behind read from disk.
+    output: { memoryBytes: OUTPUT_MEMORY_BYTES },
     logger,
   });
   const jobs = createJobManager({

@@ -204,6 +204,20 @@ export function createJobManager(options: JobManagerOptions): JobManager {
     });
   }
 
+  /**
+   * A finished command's log is complete on disk; closing it gives back its
+   * file descriptor (an ended log keeps it until closed, and finished jobs are
+   * kept for a while). Its files stay readable: attachers read them with their own.
+   */
+  function releaseLog(taskId: string): void {
+    supervisor
+      .output(taskId)
+      .close()
+      .catch((error: unknown) => {
+        logger.warn({ err: error, taskId }, 'closing a finished output log failed');
+      });
+  }
+
   /** Note how a command's task ended; returns its final state. */
   function record(command: CommandRecord, task: TaskInfo): 'succeeded' | 'failed' | 'killed' {
     command.exitCode = task.exit?.code ?? null;
@@ -246,7 +260,9 @@ export function createJobManager(options: JobManagerOptions): JobManager {
           return finish(job, 'failed');
         }
       }
-      const state = record(command, await supervisor.wait(command.taskId!));
+      const task = await supervisor.wait(command.taskId!);
+      releaseLog(task.id);
+      const state = record(command, task);
       if (state !== 'succeeded') return finish(job, state);
     }
     finish(job, 'succeeded');
@@ -311,6 +327,8 @@ export function createJobManager(options: JobManagerOptions): JobManager {
       };
       await startCommand(job, 0);
       jobs.set(job.id, job);
+      // Shutdown began while the first command was starting: it is not spared.
+      if (closing) void kill(job);
       run(job).catch((error: unknown) => {
         // Not expected: supervisor.wait does not reject for a task that exists.
         logger.error({ err: error, jobId: job.id }, 'running a job failed');

@@ -509,33 +509,64 @@ describe('bad input', () => {
 
 describe('the jobrunner command', () => {
   it('--help and --version print and exit 0; an unknown argument exits 2', async () => {
-    const help = await runJobrunner(['--help']);
+    const [help, version, unknown] = await Promise.all([
+      runJobrunner(['--help']),
+      runJobrunner(['--version']),
+      runJobrunner(['--frobnicate']),
+    ]);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('JOBRUNNER_PORT');
     expect(help.stdout).toContain('JOBRUNNER_TOKEN');
-    const version = await runJobrunner(['--version']);
     expect(version).toMatchObject({
       code: 0,
       stdout: expect.stringMatching(/^jobrunner \d+\.\d+\.\d+\n$/),
     });
-    const unknown = await runJobrunner(['--frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('--frobnicate');
   });
 
   it('refuses a non-loopback JOBRUNNER_HOSTNAME without JOBRUNNER_TOKEN, and a bad port', async () => {
-    const open = await runJobrunner([], { JOBRUNNER_HOSTNAME: '0.0.0.0' });
+    const [open, port] = await Promise.all([
+      runJobrunner([], { JOBRUNNER_HOSTNAME: '0.0.0.0' }),
+      runJobrunner([], { JOBRUNNER_PORT: 'eighty' }),
+    ]);
     expect(open.code).toBe(1);
     expect(open.stderr).toMatch(/refusing to listen on 0\.0\.0\.0.*JOBRUNNER_TOKEN/);
-    const port = await runJobrunner([], { JOBRUNNER_PORT: 'eighty' });
     expect(port.code).toBe(1);
     expect(port.stderr).toContain('JOBRUNNER_PORT');
   });
+});
+
+describe('a server with JOBRUNNER_JOB_TTL_MS=300, stopped by SIGINT', () => {
+  let own: Server;
+  let ownApi: ReturnType<typeof client>;
+
+  beforeAll(async () => {
+    own = await startServer({ JOBRUNNER_JOB_TTL_MS: '300' });
+    ownApi = client(own.url);
+  });
+
+  afterAll(() => {
+    if (own.child.exitCode === null) own.child.kill('SIGKILL');
+  });
+
+  it('forgets a finished job and its output once the TTL has passed', async () => {
+    const response = await ownApi.post({ CommandLine: 'echo short-lived' });
+    const { ID } = response.json() as { ID: string };
+    const finished = await waitFor('the job to end', async () => {
+      const current = await ownApi.get(`/${ID}`);
+      return current.status === 200 && (current.json() as JobJson).State === 'succeeded';
+    });
+    expect(finished).toBe(true);
+    await waitFor(
+      'the job to be forgotten',
+      async () => (await ownApi.get(`/${ID}`)).status === 404,
+    );
+    expect((await ownApi.get(`/${ID}/attach`)).status).toBe(404);
+  });
 
   it('on SIGINT kills running jobs, ends attachers cleanly and exits 0', async () => {
-    const own = await startServer();
     const pidFile = join(dir, 'shutdown.pid');
-    const ownApi = client(own.url);
     const response = await ownApi.post({ CommandLine: `echo $$ > ${pidFile}; echo up; sleep 30` });
     const { ID } = response.json() as { ID: string };
     const stream = attach(`${own.url}/${ID}/attach`);
