@@ -148,6 +148,8 @@ export function createJobs(options: JobsOptions): Jobs {
       if (waiting) await waiting.settled;
       try {
         await supervisor.remove(String(id));
+        // Gone with the job by the time the client hears of it (TTL removals do it on the event).
+        await scripts.remove(Number(id));
         return true;
       } catch (error) {
         if (OverthereError.hasCode(error, 'NOT_FOUND')) return false;

@@ -121,12 +121,32 @@ export async function startServer(
   };
 }
 
+/** A job as the API sends it. */
+export interface Job {
+  id: number;
+  href: string;
+  state: 'new' | 'running' | 'complete';
+  out?: string;
+  err?: string;
+  exit?: string;
+  start?: string;
+  complete?: string;
+  create?: string;
+  filename?: string;
+}
+
+/** `{"jobs": [...]}` */
+export interface JobsBody {
+  jobs: Job[];
+}
+
 export interface CurlResponse {
   status: number;
   /** Header names in lower case. */
   headers: Record<string, string>;
   body: string;
-  json<T = any>(): T;
+  /** The body parsed as JSON (by default as `{"jobs": [...]}`). */
+  json<T = JobsBody>(): T;
 }
 
 export interface CurlOptions {
@@ -179,7 +199,7 @@ export function curl(url: string, options: CurlOptions = {}): Promise<CurlRespon
           if (colon > 0) headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
         }
         const body = rest;
-        resolve({ status, headers, body, json: () => JSON.parse(body) });
+        resolve({ status, headers, body, json: <T>() => JSON.parse(body) as T });
         return;
       }
     });
@@ -226,22 +246,24 @@ export function client(server: { url: string }, secret: string) {
   return {
     call,
     /** POST a script; asserts 201 and returns the job. */
-    async post(script: string, query = ''): Promise<any> {
+    async post(script: string, query = ''): Promise<Job> {
       const response = await call(`/jobs${query}`, { data: script });
       if (response.status !== 201) {
         throw new Error(`POST /jobs answered ${response.status}: ${response.body}`);
       }
-      const body = response.json<{ jobs: unknown[] }>();
-      if (body.jobs.length !== 1) throw new Error(`POST /jobs answered ${response.body}`);
-      return body.jobs[0];
+      const [job, ...others] = response.json().jobs;
+      if (job === undefined || others.length > 0) {
+        throw new Error(`POST /jobs answered ${response.body}`);
+      }
+      return job;
     },
     /** Poll GET /jobs/:id until it is 200 (complete); returns the job. */
-    async complete(id: number, timeoutMs = 10_000): Promise<any> {
+    async complete(id: number, timeoutMs = 10_000): Promise<Job> {
       return waitFor(
         `job ${id} to complete`,
         async () => {
           const response = await call(`/jobs/${id}`);
-          if (response.status === 200) return response.json<{ jobs: unknown[] }>().jobs[0];
+          if (response.status === 200) return response.json().jobs[0];
           if (response.status !== 202) throw new Error(`GET /jobs/${id}: ${response.status}`);
           return undefined;
         },
