@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
@@ -163,6 +163,30 @@ describe.each(['adaptive', 'thread-pool'] as const)('OutputLog (%s writes)', (mo
     const reopened = await open({ dir });
     expect(reopened.bytes('stdout')).toBe(70_007);
     expect((await reopened.text('stdout')).subarray(-3)).toEqual(Buffer.from([0, 10, 0]));
+  });
+
+  it('holds no descriptor and no memory for an ended durable log, and reopens it on append', async () => {
+    const dir = await temporaryDir();
+    const log = await open({ dir });
+    const openInDir = async () => {
+      const fds = await readdir('/proc/self/fd');
+      const targets = await Promise.all(
+        fds.map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')),
+      );
+      return targets.filter((target) => target.startsWith(dir)).length;
+    };
+    await write(log, 'stdout', Buffer.from('before '));
+    // Writes are batched: wait (bounded) until the segment file is open.
+    for (let tries = 0; tries < 200 && (await openInDir()) === 0; tries += 1) await nextTurn();
+    expect(await openInDir()).toBe(1);
+    await log.end();
+    expect(await openInDir()).toBe(0);
+    expect((await log.text('stdout')).toString()).toBe('before ');
+    log.reopen();
+    await write(log, 'stdout', Buffer.from('after'));
+    await log.end();
+    expect((await log.text('stdout')).toString()).toBe('before after');
+    expect(frames(await collect(log)).map((frame) => frame.seq)).toEqual([0, 1]);
   });
 
   it('keeps stdout and stderr apart and preserves their interleaving', async () => {

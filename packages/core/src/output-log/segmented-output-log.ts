@@ -206,6 +206,12 @@ class SegmentedOutputLog implements OutputLog {
     await this.serialize(async () => {
       await this.flush();
       await this.syncStore();
+      // A finished task may be kept for long: hold no descriptor and no memory
+      // tail for it. Readers go to disk; a reopen() reopens the file lazily.
+      if (this.store !== undefined && this.isEnded) {
+        await this.disk?.close();
+        this.evict(true);
+      }
     });
     this.throwIfFailed();
   }
@@ -308,11 +314,15 @@ class SegmentedOutputLog implements OutputLog {
     this.evict();
   }
 
-  /** Drop the oldest frames past `memoryBytes`, but never an unwritten one, nor the newest. */
-  private evict(): void {
+  /**
+   * Drop the oldest frames past `memoryBytes`, but never an unwritten one, nor
+   * the newest — unless `all` (an ended durable log, everything on disk).
+   */
+  private evict(all = false): void {
+    const budgetBytes = all ? 0 : this.settings.memoryBytes;
     const written = this.store === undefined ? this.seqCounter : this.store.writtenSeq;
-    const limit = Math.min(written, this.seqCounter - 1);
-    while (this.memoryUsed > this.settings.memoryBytes && this.memoryFirstSeq < limit) {
+    const limit = all ? written : Math.min(written, this.seqCounter - 1);
+    while (this.memoryUsed > budgetBytes && this.memoryFirstSeq < limit) {
       const frame = this.memory[this.memoryHead];
       if (frame === undefined) break;
       this.memory[this.memoryHead] = undefined;
