@@ -84,7 +84,11 @@ export interface OutputLog {
    * The log keeps `data` itself, without a copy: do not modify it afterwards.
    */
   append(stream: OutputStream, data: Uint8Array): void | Promise<void>;
-  /** Mark the log complete: flush and fsync to disk, wake followers so they finish. Idempotent. */
+  /**
+   * Mark the log complete: flush and fsync to disk, wake followers so they
+   * finish. A durable log then holds no file descriptor and no memory tail
+   * (reads go to disk). Idempotent.
+   */
   end(): Promise<void>;
   /** Reopen an ended log for appending (a restarted task continues its log). */
   reopen(): void;
