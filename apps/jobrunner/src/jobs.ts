@@ -204,20 +204,6 @@ export function createJobManager(options: JobManagerOptions): JobManager {
     });
   }
 
-  /**
-   * A finished command's log is complete on disk; closing it gives back its
-   * file descriptor (an ended log keeps it until closed, and finished jobs are
-   * kept for a while). Its files stay readable: attachers read them with their own.
-   */
-  function releaseLog(taskId: string): void {
-    supervisor
-      .output(taskId)
-      .close()
-      .catch((error: unknown) => {
-        logger.warn({ err: error, taskId }, 'closing a finished output log failed');
-      });
-  }
-
   /** Note how a command's task ended; returns its final state. */
   function record(command: CommandRecord, task: TaskInfo): 'succeeded' | 'failed' | 'killed' {
     command.exitCode = task.exit?.code ?? null;
@@ -261,7 +247,6 @@ export function createJobManager(options: JobManagerOptions): JobManager {
         }
       }
       const task = await supervisor.wait(command.taskId!);
-      releaseLog(task.id);
       const state = record(command, task);
       if (state !== 'succeeded') return finish(job, state);
     }
