@@ -1,3 +1,12 @@
 #!/usr/bin/env node
-// The built server (`pnpm --filter @overthere/app-rtot build` writes dist/).
-import '../dist/main.js';
+// Runs the build in dist/ (`pnpm build` at the repository root makes it and
+// the packages it imports).
+import process from 'node:process';
+
+try {
+  await import('../dist/main.js');
+} catch (error) {
+  if (error?.code !== 'ERR_MODULE_NOT_FOUND') throw error;
+  process.stderr.write(`rtot-server: ${error.message}\nrtot-server: build it first: pnpm build\n`);
+  process.exit(1);
+}

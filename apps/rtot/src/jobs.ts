@@ -3,9 +3,9 @@
  * the `new` state for a job whose process is still being started. Everything
  * else (running, killing, output, durability, GC) is the supervisor's.
  */
-import { OverthereError, type Supervisor, type TaskInfo } from '@overthere/core';
+import { OverthereError, type Logger, type Supervisor, type TaskInfo } from '@overthere/core';
 import type { JobIds, ScriptFiles } from './data-dir.js';
-import { sourceOf, type JobSource, type JobState } from './job-json.js';
+import { jobStateOf, sourceOf, type JobSource, type JobState } from './job-json.js';
 
 /** Prepended to a script that does not start with `#!`. */
 export const DEFAULT_SHEBANG = '#!/bin/bash\n';
@@ -17,6 +17,7 @@ export interface JobsOptions {
   scripts: ScriptFiles;
   /** Between SIGTERM and SIGKILL when a job is deleted or the server stops. */
   killGraceMs: number;
+  logger?: Logger;
 }
 
 /** The job table the routes use. */
@@ -63,10 +64,30 @@ export function createJobs(options: JobsOptions): Jobs {
     return sourceOf(task, scripts.pathOf(id), outputOf(id));
   }
 
+  /**
+   * A completed job's output is complete on disk; closing its log gives back
+   * the file descriptor it holds (completed jobs are kept until the TTL) and
+   * reads go on from the files.
+   */
+  function releaseLog(taskId: string): void {
+    try {
+      supervisor
+        .output(taskId)
+        .close()
+        .catch((error: unknown) => {
+          options.logger?.warn({ err: error, taskId }, 'closing a finished output log failed');
+        });
+    } catch {
+      // Removed already: nothing to release.
+    }
+  }
+
   for (const task of supervisor.list()) {
     const id = jobIdOf(task);
     if (id !== undefined) ids.observe(id);
+    if (jobStateOf(task.state) === 'complete') releaseLog(task.id);
   }
+  supervisor.on('task-end', (task) => releaseLog(task.id));
   // Script files go with their job, whether deleted by a client or collected after the TTL.
   supervisor.on('task-remove', (taskId) => {
     if (/^\d+$/.test(taskId)) void scripts.remove(Number(taskId)).catch(() => undefined);

@@ -22,6 +22,9 @@ import { lockDataDir, openJobIds, openScriptFiles } from './data-dir.js';
 import { createJobs, type Jobs } from './jobs.js';
 import { rtotRoutes } from './rtot-routes.js';
 
+/** Recent output of each job kept in memory; all of it (up to 64 MiB) is on disk. */
+const OUTPUT_MEMORY_BYTES = 256 * 1024;
+
 /** Options for {@link createRtotServer}. */
 export interface RtotServerOptions {
   secret: string;
@@ -79,8 +82,16 @@ export async function createRtotServer(options: RtotServerOptions): Promise<Rtot
       store,
       logger,
       ...(options.jobTtlMs > 0 ? { ttlMs: options.jobTtlMs } : {}),
+      // Completed jobs are kept with their output on disk: little of it stays in memory.
+      output: { memoryBytes: OUTPUT_MEMORY_BYTES },
     });
-    const jobs = createJobs({ supervisor, ids, scripts, killGraceMs: options.killGraceMs });
+    const jobs = createJobs({
+      supervisor,
+      ids,
+      scripts,
+      killGraceMs: options.killGraceMs,
+      logger,
+    });
     await scripts.prune(new Set(jobs.list().map((job) => job.id)));
 
     const http = createHttpServer({
