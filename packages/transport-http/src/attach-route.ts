@@ -88,6 +88,7 @@ export function serveAttach(
 ): void {
   const { supervisor, metrics } = context;
   const id = request.params.id;
+  const countSent = metrics.outputBytes('websocket');
   const controller = new AbortController();
   const { signal } = controller;
   let closing = false;
@@ -101,7 +102,9 @@ export function serveAttach(
   };
   const onShutdown = (): void => close(1001, 'server shutting down');
   const onState = (task: TaskInfo): void => {
-    if (task.id === id && !isFinalState(task.state)) sendJson({ type: 'state', state: task.state });
+    if (task.id === id && !isFinalState(task.state)) {
+      void sendJson({ type: 'state', state: task.state });
+    }
   };
   context.shutdown.addEventListener('abort', onShutdown, { once: true });
   supervisor.on('task-state', onState);
@@ -117,7 +120,7 @@ export function serveAttach(
   function send(data: Buffer | string, binary: boolean): Promise<void> | undefined {
     if (socket.readyState !== WebSocket.OPEN) return undefined;
     const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
-    metrics.countOutputBytes('websocket', bytes);
+    countSent(bytes);
     if (socket.bufferedAmount < HIGH_WATER_BYTES) {
       socket.send(data, { binary });
       return undefined;

@@ -181,8 +181,6 @@ function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-const RETRYABLE_STATUS = new Set([502, 503, 504]);
-
 /** Create a client for an agent serving the `/v1` API. */
 export function createHttpClient(options: HttpClientOptions): HttpClient {
   const baseUrl = String(options.baseUrl).replace(/\/+$/, '');
@@ -351,6 +349,8 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
       ...options.webSocketOptions,
       headers: { ...options.webSocketOptions?.headers, ...authorization },
     });
+    // Listen before 'open': the first messages may arrive in the same packet as the upgrade.
+    const attachment = createAttachment(socket);
     await new Promise<void>((resolve, reject) => {
       socket.once('open', () => resolve());
       socket.once('unexpected-response', (request, response) => {
@@ -373,7 +373,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
         );
       });
     });
-    return createAttachment(socket);
+    return attachment;
   }
 
   return {

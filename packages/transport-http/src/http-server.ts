@@ -140,7 +140,7 @@ export function createHttpServer(options: HttpServerOptions = {}): FastifyInstan
     // Long output streams are ended by the shutdown signal, not by force.
     forceCloseConnections: 'idle',
     return503OnClosing: true,
-    maxParamLength: 256,
+    routerOptions: { maxParamLength: 256 },
     rewriteUrl: stripAccessToken,
     ...(options.logger
       ? { loggerInstance: options.logger as unknown as FastifyBaseLogger }
@@ -176,13 +176,27 @@ export function createHttpServer(options: HttpServerOptions = {}): FastifyInstan
   return server;
 }
 
-/** Aborted when the server starts closing: long-lived responses (follow, attach) end on it. */
+/**
+ * Aborted when the server starts closing: long-lived responses (follow,
+ * attach, long polls) end on it. Works from inside encapsulated plugins too
+ * (their instances inherit from the server's).
+ */
 export function shutdownSignal(server: FastifyInstance): AbortSignal {
-  let controller = shutdownControllers.get(server);
-  if (!controller) {
-    controller = new AbortController();
-    shutdownControllers.set(server, controller);
+  for (
+    let current: object | null = server;
+    current !== null;
+    current = Object.getPrototypeOf(current) as object | null
+  ) {
+    const found = shutdownControllers.get(current as FastifyInstance);
+    if (found) return found.signal;
   }
+  // A server not made by createHttpServer: abort on its own preClose.
+  const controller = new AbortController();
+  shutdownControllers.set(server, controller);
+  server.addHook('preClose', (done) => {
+    controller.abort();
+    done();
+  });
   return controller.signal;
 }
 

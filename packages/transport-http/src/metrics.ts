@@ -11,8 +11,8 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export interface ApiMetrics {
   /** Count one HTTP request once its response is done. */
   countRequest(method: string, route: string, status: number): void;
-  /** Count bytes of task output sent to clients. */
-  countOutputBytes(format: string, bytes: number): void;
+  /** A counter of bytes of task output sent to clients in `format` (cheap to call per write). */
+  outputBytes(format: string): (bytes: number) => void;
   /** A long-lived stream (output follow or attach) opened (+1) or closed (-1). */
   trackStream(kind: 'output' | 'attach', delta: 1 | -1): void;
   /** The exposition text. */
@@ -39,10 +39,17 @@ class Family {
   ) {}
 
   add(values: Record<string, string>, delta: number): void {
+    this.sample(values).value += delta;
+  }
+
+  sample(values: Record<string, string>): { labels: Record<string, string>; value: number } {
     const key = labels(values);
-    const sample = this.samples.get(key);
-    if (sample) sample.value += delta;
-    else this.samples.set(key, { labels: values, value: delta });
+    let sample = this.samples.get(key);
+    if (!sample) {
+      sample = { labels: values, value: 0 };
+      this.samples.set(key, sample);
+    }
+    return sample;
   }
 
   render(lines: string[]): void {
@@ -99,8 +106,11 @@ export function createApiMetrics(supervisor: Supervisor): ApiMetrics {
     countRequest(method, route, status) {
       requests.add({ method, route, status: String(status) }, 1);
     },
-    countOutputBytes(format, bytes) {
-      outputBytes.add({ format }, bytes);
+    outputBytes(format) {
+      const sample = outputBytes.sample({ format });
+      return (bytes) => {
+        sample.value += bytes;
+      };
     },
     trackStream(kind, delta) {
       streams.add({ kind }, delta);

@@ -202,7 +202,7 @@ export async function serveOutput(
     }, context.keepaliveMs);
   }
 
-  let sent = 0;
+  const countSent = metrics.outputBytes(parsed.format);
   let corked = false;
   const uncork = (): void => {
     corked = false;
@@ -215,7 +215,7 @@ export async function serveOutput(
       response.cork();
       setImmediate(uncork);
     }
-    sent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    countSent(typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length);
     if (!response.write(chunk)) await drained(response, signal);
   };
   const encode = (event: OutputEvent | { type: 'end'; task: TaskInfo }): string | Buffer => {
@@ -246,7 +246,6 @@ export async function serveOutput(
     response.off('close', onClose);
     context.shutdown.removeEventListener('abort', onShutdown);
     metrics.trackStream('output', -1);
-    metrics.countOutputBytes(parsed.format, sent);
     if (clientGone) {
       response.destroy();
     } else if (!response.writableEnded) {

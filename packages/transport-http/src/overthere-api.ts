@@ -197,11 +197,11 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
     if (allowed.has('GET')) allowed.add('HEAD');
     const others = ALL_METHODS.filter((method) => !allowed.has(method));
     scope.route({
-      method: others as HTTPMethods[],
+      method: others,
       url,
       exposeHeadRoute: false,
-      handler: async (request, reply) => {
-        await reply
+      handler: (request, reply) => {
+        void reply
           .code(405)
           .header('allow', [...allowed].join(', '))
           .send({
@@ -212,32 +212,32 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
     });
   };
 
-  scope.get('/healthz', async (request) => {
+  scope.get('/healthz', (request) => {
     noQuery(request);
     return { status: 'ok' };
   });
   allowOnly('/healthz', ['GET']);
 
-  scope.get('/metrics', async (request, reply) => {
+  scope.get('/metrics', (request, reply) => {
     noQuery(request);
     return reply.type(METRICS_CONTENT_TYPE).send(metrics.render());
   });
   allowOnly('/metrics', ['GET']);
 
   const openApi = createOpenApiDocument(API_VERSION);
-  scope.get('/v1/openapi.json', async (request) => {
+  scope.get('/v1/openapi.json', (request) => {
     noQuery(request);
     return openApi;
   });
   allowOnly('/v1/openapi.json', ['GET']);
 
-  scope.get('/v1/capacity', async (request) => {
+  scope.get('/v1/capacity', (request) => {
     noQuery(request);
     return supervisor.capacity();
   });
   allowOnly('/v1/capacity', ['GET']);
 
-  scope.get('/v1/runtime', async (request) => {
+  scope.get('/v1/runtime', (request) => {
     noQuery(request);
     const [first] = runtimes;
     if (first === undefined) {
@@ -270,7 +270,7 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
       .send(task);
   });
 
-  scope.get('/v1/tasks', async (request) => {
+  scope.get('/v1/tasks', (request) => {
     const query = queryParameters(request, { state: 'multiple', label: 'multiple' });
     const filter: TaskFilter = {};
     const states = parseStates(query.state as string[] | undefined);
@@ -281,7 +281,7 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
   });
   allowOnly('/v1/tasks', ['GET', 'POST']);
 
-  scope.get('/v1/tasks/:id', async (request: IdRequest) => {
+  scope.get('/v1/tasks/:id', (request: IdRequest) => {
     noQuery(request);
     return supervisor.get(request.params.id);
   });
@@ -339,7 +339,7 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
 
   // Stdin takes the body as bytes whatever its content type, so it lives in a
   // scope of its own with a single catch-all parser.
-  await scope.register(async (raw) => {
+  await scope.register((raw, _options, registered) => {
     raw.removeAllContentTypeParsers();
     raw.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => {
       done(null, body);
@@ -355,6 +355,7 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
       if (eof) await supervisor.closeStdin(id);
       return reply.code(204).send();
     });
+    registered();
   });
   allowOnly('/v1/tasks/:id/stdin', ['POST']);
 
@@ -384,18 +385,23 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
     url: '/v1/tasks/:id/attach',
     exposeHeadRoute: false,
     // Checked before the upgrade, so an unknown task or bad query is a plain 404/400.
-    preValidation: async (request: IdRequest) => {
-      parseAttachRequest(request);
-      supervisor.get(request.params.id);
+    preValidation: (request: IdRequest, _reply, done) => {
+      try {
+        parseAttachRequest(request);
+        supervisor.get(request.params.id);
+        done();
+      } catch (error) {
+        done(error as Error);
+      }
     },
-    handler: async (_request, reply) => {
-      await reply
+    handler: (_request, reply) => {
+      void reply
         .code(426)
         .header('upgrade', 'websocket')
         .send({ code: 'INVALID_ARGUMENT', message: 'attach needs a WebSocket upgrade' });
     },
-    wsHandler: (socket, request) => {
-      serveAttach(socket, request as IdRequest, { supervisor, metrics, shutdown });
+    wsHandler: (socket, request: IdRequest) => {
+      serveAttach(socket, request, { supervisor, metrics, shutdown });
     },
   });
   allowOnly('/v1/tasks/:id/attach', ['GET']);
