@@ -488,8 +488,33 @@ describe('tty', () => {
 
   it('gives the process end of file when stdin ends', async () => {
     const { stdout, status } = await run(runtime, { command: ['cat'], tty }, 'hello\n');
-    expect(status.code).toBe(0);
-    expect(stdout.toString()).toContain('hello');
+    expect(status).toEqual({ code: 0, signal: null, reason: 'exited' });
+    // The terminal's echo of the input, then what cat wrote.
+    expect(stdout.toString()).toBe('hello\r\nhello\r\n');
+  });
+
+  it('keeps the exit status of a process that closes its terminal before exiting', async () => {
+    // cat, tr and most of coreutils close stdin, stdout and stderr just before
+    // they exit. The terminal must stay up until the process has ended: a
+    // hang-up (the master closed) would end it with SIGHUP. The sleep stands
+    // for work done after letting go of the terminal.
+    const { status } = await run(runtime, {
+      command: ['sh', '-c', 'exec </dev/null >/dev/null 2>&1; sleep 0.2; exit 3'],
+      tty,
+    });
+    expect(status).toEqual({ code: 3, signal: null, reason: 'exited' });
+  });
+
+  it('keeps every byte of output written right before the end', async () => {
+    // When seq exits, more than the 4 KiB the kernel hands out per read of a
+    // terminal master can still be pending.
+    const expected = Array.from({ length: 20_000 }, (_, i) => `${i + 1}\r\n`).join('');
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      const { stdout, status } = await run(runtime, { command: ['seq', '1', '20000'], tty });
+      expect(status.code).toBe(0);
+      expect(stdout.length).toBe(expected.length);
+      expect(stdout.toString()).toBe(expected);
+    }
   });
 
   it('reports signals and kills the group', async () => {

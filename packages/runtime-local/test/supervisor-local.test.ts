@@ -109,7 +109,7 @@ describe('supervisor with real local processes', () => {
       code: 'NOT_FOUND',
     });
     expect(() => supervisor.get('no-such-task')).toThrow(
-      expect.objectContaining({ code: 'NOT_FOUND' }),
+      expect.objectContaining({ code: 'NOT_FOUND' }) as Error,
     );
     expect(supervisor.list().map((item) => item.state)).toEqual(['running']);
   });
