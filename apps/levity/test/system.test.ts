@@ -1,0 +1,118 @@
+/**
+ * The original levity's system tests, with our levityd and our levity CLI as
+ * real processes: the happy path (a loop printing `ping N`), an unknown id,
+ * an unreachable server; plus a request without a task id, which crashed the
+ * original and must be an error here while the server keeps serving.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  UUID,
+  handle,
+  levity,
+  protoClient,
+  startLevityd,
+  stopAllDaemons,
+  waitFor,
+  waitForState,
+  type ProtoClient,
+  type RunningDaemon,
+} from './helpers.js';
+
+let daemon: RunningDaemon;
+let client: ProtoClient;
+
+beforeAll(async () => {
+  daemon = await startLevityd();
+  client = protoClient(daemon.address);
+});
+
+afterAll(async () => {
+  client?.close();
+  await stopAllDaemons();
+});
+
+describe.concurrent('levity against levityd', () => {
+  it('runs the happy path: start, Running, signal, Finished within 5 s, logs with ping 0', async () => {
+    const started = await levity([
+      '-a',
+      daemon.address,
+      'start',
+      '--',
+      'sh',
+      '-c',
+      'i=0; while true; do echo ping $i; i=`expr $i + 1`; sleep 1; done',
+    ]);
+    expect(started).toMatchObject({ code: 0, stderr: '' });
+    expect(started.stdout).toMatch(/^[0-9a-f-]{36}\n$/);
+    const id = started.stdout.trim();
+    expect(id).toMatch(UUID);
+
+    const running = await levity(['-a', daemon.address, 'query', id]);
+    expect(running).toMatchObject({ code: 0, stdout: 'Running\n', stderr: '' });
+
+    // The loop has printed its first line before it is asked to quit.
+    await waitFor('ping 0', async () => {
+      const logs = await client.fetchLogs(handle(id));
+      return logs.stdout?.toString().includes('ping 0') ? true : undefined;
+    });
+    const signalled = await levity(['-a', daemon.address, 'signal', id]);
+    expect(signalled).toMatchObject({ code: 0, stdout: '', stderr: '' });
+
+    const t0 = Date.now();
+    await waitForState(client, id, ['Finished'], 5_000);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+
+    // SIGTERM ended sh: Finished, and -1 for a death by signal, as the original.
+    const finished = await levity(['-a', daemon.address, 'query', id]);
+    expect(finished).toMatchObject({ code: 0, stdout: 'Finished\n-1\n', stderr: '' });
+
+    const logs = await levity(['-a', daemon.address, 'logs', id]);
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toContain('ping 0');
+  });
+
+  it('exits 1 with one line on stderr for an unknown task id', async () => {
+    for (const command of ['query', 'signal', 'logs']) {
+      const result = await levity(['-a', daemon.address, command, 'no-such-task']);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toBe(
+        'levity: GRPC request failed: rpc error: code = Unknown desc = No such task: no-such-task\n',
+      );
+    }
+  });
+
+  it('exits 1 with one line on stderr when no server listens', async () => {
+    // A port that was just free: bind it, note it, let it go.
+    const probe = await startLevityd();
+    await probe.stop('SIGKILL');
+    const result = await levity(['-a', probe.address, 'start', 'ls']);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(
+      /^levity: GRPC request failed: rpc error: code = Unavailable desc = .*ECONNREFUSED.*\n$/,
+    );
+    expect(result.stderr.split('\n')).toHaveLength(2);
+  });
+
+  it('answers a request without a task id with an error, and keeps serving', async () => {
+    for (const call of [client.queryTask, client.signalTask, client.fetchLogs]) {
+      for (const request of [{}, { task_id: {} }, { task_id: { id: '' } }]) {
+        await expect(call(request)).rejects.toMatchObject({
+          code: grpc.status.UNKNOWN,
+          details: 'missing task id',
+        });
+      }
+    }
+    await expect(client.followLogs({})).rejects.toMatchObject({ code: grpc.status.UNKNOWN });
+    await expect(client.startTask({})).rejects.toMatchObject({
+      code: grpc.status.UNKNOWN,
+      details: 'exec: "": executable file not found in $PATH',
+    });
+    const { task_id } = await client.startTask({ binary: 'true' });
+    const status = await waitForState(client, task_id!.id!, ['Finished']);
+    expect(status).toEqual({ status_code: 'Finished', exit_code: 0 });
+    expect(daemon.process.exitCode).toBeNull();
+  });
+});
