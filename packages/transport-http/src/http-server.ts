@@ -11,8 +11,9 @@ import Fastify, {
   type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
-import type { IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { setMaxListeners } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import {
   HTTP_STATUS_BY_CODE,
   OverthereError,
@@ -95,6 +96,45 @@ export function queryAccessToken(request: FastifyRequest): string | undefined {
   return queryTokens.get(request.raw);
 }
 
+/**
+ * Graceful close needs to know which connections are busy. Node's own
+ * `closeIdleConnections` counts a connection that never sent a request as
+ * busy (clients such as undici open spare connections), and such a connection
+ * would hold `close()` until the headers timeout. So: when closing, end every
+ * connection with no request in flight at once, and every other one as soon as
+ * its last response is done. Upgraded (WebSocket) connections are left to
+ * their close handshake.
+ */
+function trackConnections(server: FastifyInstance, tls: boolean): { closeIdle(): void } {
+  /** Requests in flight per connection; `-1` once upgraded. */
+  const inFlight = new Map<Socket, number>();
+  let closing = false;
+  server.server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+    inFlight.set(socket, 0);
+    socket.once('close', () => inFlight.delete(socket));
+  });
+  server.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket;
+    if (!inFlight.has(socket)) return;
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+    response.once('close', () => {
+      const count = inFlight.get(socket);
+      if (count === undefined || count < 0) return;
+      inFlight.set(socket, count - 1);
+      if (closing && count - 1 === 0) socket.destroySoon();
+    });
+  });
+  server.server.on('upgrade', (request: IncomingMessage) => {
+    if (inFlight.has(request.socket)) inFlight.set(request.socket, -1);
+  });
+  return {
+    closeIdle() {
+      closing = true;
+      for (const [socket, count] of inFlight) if (count === 0) socket.destroy();
+    },
+  };
+}
+
 /** The body every error response carries. */
 export function errorBody(error: OverthereError): SerializedError {
   return { code: error.code, message: error.message };
@@ -157,9 +197,13 @@ export function createHttpServer(options: HttpServerOptions = {}): FastifyInstan
   const server = Fastify(serverOptions as FastifyServerOptions) as unknown as FastifyInstance;
   if (options.tls) tlsServers.add(server);
   const controller = new AbortController();
+  // Every long-lived response listens to it.
+  setMaxListeners(0, controller.signal);
   shutdownControllers.set(server, controller);
+  const connections = trackConnections(server, options.tls !== undefined);
   server.addHook('preClose', (done) => {
     controller.abort();
+    connections.closeIdle();
     done();
   });
   server.setErrorHandler((error, request, reply) => {

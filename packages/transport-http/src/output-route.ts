@@ -177,7 +177,6 @@ export async function serveOutput(
   if (parsed.fromOffset === undefined) {
     headers['x-overthere-cursor'] = String(Math.max(parsed.fromSeq ?? log.firstSeq, log.firstSeq));
   }
-  let finishedNormally = false;
   let clientGone = false;
   // The response's 'close' (not the request's, which fires once the body is
   // read) tells that the client went away before we ended.
@@ -203,16 +202,21 @@ export async function serveOutput(
   }
 
   const countSent = metrics.outputBytes(parsed.format);
+  // Frames already in memory arrive in a burst: cork the socket so they leave
+  // in as few packets as possible. The socket itself is corked and uncorked
+  // (not the response, which lets go of its socket when it ends, and would
+  // leave a keep-alive connection corked for good).
+  const socket = response.socket;
   let corked = false;
   const uncork = (): void => {
+    if (!corked) return;
     corked = false;
-    response.uncork();
+    socket?.uncork();
   };
   const write = async (chunk: string | Buffer): Promise<void> => {
-    // Frames already in memory arrive in a burst: send them in as few packets as possible.
-    if (!corked) {
+    if (!corked && socket) {
       corked = true;
-      response.cork();
+      socket.cork();
       setImmediate(uncork);
     }
     countSent(typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length);
@@ -237,11 +241,11 @@ export async function serveOutput(
       if (task !== undefined && !signal.aborted && parsed.format !== 'raw') {
         await write(encode({ type: 'end', task }));
       }
-      finishedNormally = task !== undefined || parsed.format === 'raw';
     }
   } catch (error) {
     request.log.warn({ err: error, taskId: id }, 'output stream failed');
   } finally {
+    uncork();
     clearInterval(keepalive);
     response.off('close', onClose);
     context.shutdown.removeEventListener('abort', onShutdown);
@@ -250,8 +254,6 @@ export async function serveOutput(
       response.destroy();
     } else if (!response.writableEnded) {
       response.end();
-      // Shutting down: let the connection go once the last chunk is out.
-      if (!finishedNormally && context.shutdown.aborted) response.socket?.end();
     }
   }
 }

@@ -132,11 +132,11 @@ export function curlStream(args: readonly string[]): CurlStream {
   let exited = false;
   const received = () => Buffer.concat(out);
   const body = () => parseResponse(received()).body;
-  child.stdout!.on('data', (chunk: Buffer) => {
+  child.stdout.on('data', (chunk: Buffer) => {
     out.push(chunk);
     for (const check of checks) check();
   });
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const done = new Promise<CurlResult>((resolve) => {
     child.once('close', (exitCode) => {
       exited = true;
