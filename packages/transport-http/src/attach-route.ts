@@ -22,6 +22,8 @@ import { encodeAttachFrame } from './wire-format.js';
 
 /** Buffered bytes past which the output pump waits for the socket to drain. */
 const HIGH_WATER_BYTES = 256 * 1024;
+/** Client messages waiting to be applied before the socket stops reading. */
+const MAX_PENDING_MESSAGES = 16;
 
 /** What the attach route needs from the API. */
 export interface AttachRouteContext {
@@ -190,9 +192,19 @@ export function serveAttach(
   }
 
   // Client messages apply in order: stdin written before an EOF sent after it.
+  // A client that sends faster than the task reads is paused (TCP pushes back).
   let queue: Promise<void> = Promise.resolve();
+  let pending = 0;
   socket.on('message', (data, isBinary) => {
-    queue = queue.then(() => handle(data, isBinary)).catch(sendError);
+    pending += 1;
+    if (pending === MAX_PENDING_MESSAGES) socket.pause();
+    queue = queue
+      .then(() => handle(data, isBinary))
+      .catch(sendError)
+      .finally(() => {
+        pending -= 1;
+        if (pending === MAX_PENDING_MESSAGES / 2 && socket.isPaused) socket.resume();
+      });
   });
 
   async function pump(): Promise<void> {

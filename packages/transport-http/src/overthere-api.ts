@@ -192,9 +192,13 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
   });
 
   /** Answer 405 for the methods a path does not have. */
-  const allowOnly = (url: string, methods: readonly HTTPMethods[]): void => {
+  const allowOnly = (
+    url: string,
+    methods: readonly HTTPMethods[],
+    options: { head?: boolean } = {},
+  ): void => {
     const allowed = new Set<HTTPMethods>(methods);
-    if (allowed.has('GET')) allowed.add('HEAD');
+    if (allowed.has('GET') && options.head !== false) allowed.add('HEAD');
     const others = ALL_METHODS.filter((method) => !allowed.has(method));
     scope.route({
       method: others,
@@ -308,7 +312,7 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
       return reply.code(202).send(supervisor.get(id));
     },
   );
-  allowOnly('/v1/tasks/:id/wait', ['GET']);
+  allowOnly('/v1/tasks/:id/wait', ['GET'], { head: false });
 
   scope.post('/v1/tasks/:id/signal', async (request: IdRequest, reply) => {
     noQuery(request);
@@ -378,7 +382,7 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
       await serveOutput(request, reply, { supervisor, metrics, shutdown, keepaliveMs });
     },
   );
-  allowOnly('/v1/tasks/:id/output', ['GET']);
+  allowOnly('/v1/tasks/:id/output', ['GET'], { head: false });
 
   scope.route({
     method: 'GET',
@@ -404,7 +408,7 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
       serveAttach(socket, request, { supervisor, metrics, shutdown });
     },
   });
-  allowOnly('/v1/tasks/:id/attach', ['GET']);
+  allowOnly('/v1/tasks/:id/attach', ['GET'], { head: false });
 };
 
 /** Resolves with the task once final, or undefined after `timeoutMs` or on shutdown. */

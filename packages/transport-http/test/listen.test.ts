@@ -176,7 +176,9 @@ describe('close', () => {
         baseUrl: `${agent.url}/`,
         token: 't',
         fetch: (input, init) => {
-          seen.push(`${init?.method ?? 'GET'} ${input instanceof Request ? input.url : input.toString()}`);
+          seen.push(
+            `${init?.method ?? 'GET'} ${input instanceof Request ? input.url : input.toString()}`,
+          );
           return fetch(input, init);
         },
       });

@@ -304,6 +304,17 @@ describe('agent routes', () => {
     expect(patch.status).toBe(405);
   });
 
+  it('HEAD works where GET does, except on streams and long polls (405)', async () => {
+    const list = await curl([...t.auth, '-I', `${t.url}/v1/tasks`]);
+    expect(list.status).toBe(200);
+    const task = await t.client.create({ command: ['true'] });
+    for (const path of ['output', 'wait', 'attach']) {
+      const head = await curl([...t.auth, '-I', `${t.url}/v1/tasks/${task.id}/${path}`]);
+      expect(head.status, path).toBe(405);
+      expect(head.headers.allow, path).toBe('GET');
+    }
+  });
+
   it('an unknown route is 404 NOT_FOUND', async () => {
     const result = await get('/v2/tasks');
     expect(result.status).toBe(404);
