@@ -26,7 +26,7 @@ async function startAgent(args: string[]): Promise<Agent> {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  const lines = createInterface({ input: child.stderr! });
+  const lines = createInterface({ input: child.stderr });
   const url = await new Promise<string>((resolve, reject) => {
     lines.on('line', (line) => {
       const match = /listening on (https?:\/\/[^\s,]+)/.exec(line);
