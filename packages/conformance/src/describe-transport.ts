@@ -7,7 +7,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSupervisor } from '@overthere/core';
-import type { Runtime, Supervisor, TaskInfo, TaskSpec } from '@overthere/core';
+import type { Runtime, Supervisor, SupervisorOptions, TaskInfo, TaskSpec } from '@overthere/core';
 import { describeRuntime, type BaseTaskSpec } from './describe-runtime.js';
 import { shellFixtures, type FixtureSpec, type RuntimeFixtures } from './fixtures.js';
 import { describeError, hasCode, rejection, within } from './helpers.js';
@@ -37,6 +37,12 @@ export interface DescribeTransportOptions {
   baseSpec?: BaseTaskSpec;
   /** Multiplies every bound on waiting and every test timeout. Default 1. */
   timeScale?: number;
+  /**
+   * Options for every supervisor the suite serves (besides `runtime`), e.g. a
+   * larger `output.memoryBytes` for runtimes that write many tiny frames faster
+   * than a client reads them (the log would rightly report a gap).
+   */
+  supervisorOptions?: Omit<SupervisorOptions, 'runtime'>;
   /**
    * Run `describeRuntime` through the transport, on the harness's
    * `remoteRuntime()` (which must then be given). Default true.
@@ -101,7 +107,7 @@ export function describeTransport(options: DescribeTransportOptions): void {
     const started = new Set<string>();
 
     beforeAll(async () => {
-      supervisor = await createSupervisor({ runtime });
+      supervisor = await createSupervisor({ ...options.supervisorOptions, runtime });
       harness = await within(options.start({ supervisor, runtime }), WAIT_MS, 'start()');
     }, TEST_MS);
 
@@ -610,7 +616,10 @@ export function describeTransport(options: DescribeTransportOptions): void {
         timeScale: scale,
         createRuntime: async () => {
           const real = await options.createRuntime();
-          const agentSupervisor = await createSupervisor({ runtime: real });
+          const agentSupervisor = await createSupervisor({
+            ...options.supervisorOptions,
+            runtime: real,
+          });
           const agent = await options.start({ supervisor: agentSupervisor, runtime: real });
           const shutdown = async () => {
             await agent.close();

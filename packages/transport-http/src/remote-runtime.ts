@@ -8,7 +8,9 @@ import { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import {
   OverthereError,
+  noopLogger,
   parseSignal,
+  type Logger,
   type ExitStatus,
   type OutputStream,
   type Process,
@@ -33,6 +35,8 @@ export interface RemoteRuntimeOptions {
   capabilities?: RuntimeCapabilities;
   /** Remove a remote task once its process ended and its output was read. Default true. */
   removeFinished?: boolean;
+  /** pino-compatible logger (output the agent dropped before it was read is logged). Default silent. */
+  logger?: Logger;
 }
 
 const LOST: ExitStatus = { code: null, signal: null, reason: 'lost' };
@@ -51,6 +55,7 @@ function followStream(
   id: string,
   stream: OutputStream,
   signal: AbortSignal,
+  logger: Logger,
 ): { readable: Readable; ended: Promise<TaskInfo | undefined> } {
   let wantMore: (() => void) | undefined;
   const readable = new Readable({
@@ -65,6 +70,13 @@ function followStream(
     try {
       for await (const event of client.output(id, { stream, follow: true, signal })) {
         if (event.type === 'end') final = event.task;
+        if (event.type === 'gap') {
+          // The agent's log let go of output before it was read: nothing to recover.
+          logger.warn(
+            { remoteTaskId: id, stream, fromSeq: event.fromSeq, toSeq: event.toSeq },
+            'remote output was dropped before it was read',
+          );
+        }
         if (event.type !== 'frame' || readable.destroyed) continue;
         if (!readable.push(event.data)) {
           await new Promise<void>((resolve) => {
@@ -90,13 +102,13 @@ interface RemoteProcess extends Process {
 function spawnRemote(
   client: HttpClient,
   task: TaskInfo,
-  removeFinished: boolean,
+  settings: { removeFinished: boolean; logger: Logger },
   onDone: () => void,
 ): RemoteProcess {
   const id = task.id;
   const controller = new AbortController();
-  const stdout = followStream(client, id, 'stdout', controller.signal);
-  const stderr = followStream(client, id, 'stderr', controller.signal);
+  const stdout = followStream(client, id, 'stdout', controller.signal, settings.logger);
+  const stderr = followStream(client, id, 'stderr', controller.signal, settings.logger);
   const hasStdin = task.spec.stdin === 'pipe' || task.spec.tty !== undefined;
 
   let stdin: Writable | undefined;
@@ -140,7 +152,7 @@ function spawnRemote(
       final = await client.get(id).catch(() => undefined);
     }
     onDone();
-    if (removeFinished) {
+    if (settings.removeFinished) {
       client.remove(id).catch(() => undefined);
     }
     return final?.exit ?? LOST;
@@ -168,7 +180,8 @@ function spawnRemote(
       try {
         await client.stop(id, { signal: 'SIGKILL' }, { wait: false });
       } catch (error) {
-        if (!isGone(error)) throw error;
+        // The agent cannot be reached: stop following, the process counts as lost.
+        if (!isGone(error)) controller.abort();
       }
       await fed;
     },
@@ -218,8 +231,11 @@ export async function createRemoteRuntime(options: RemoteRuntimeOptions): Promis
         remoteSpec,
         options.remoteRuntime === undefined ? {} : { runtime: options.remoteRuntime },
       );
-      const process = spawnRemote(client, task, options.removeFinished ?? true, () =>
-        live.delete(process),
+      const process = spawnRemote(
+        client,
+        task,
+        { removeFinished: options.removeFinished ?? true, logger: options.logger ?? noopLogger },
+        () => live.delete(process),
       );
       live.add(process);
       return process;
