@@ -98,6 +98,10 @@ describe('parseCommandLine', () => {
     });
   });
 
+  it('accepts a TTL up to the longest timer Node has', () => {
+    expect(settings(['--job-ttl', '596h']).jobTtlMs).toBe(596 * 3_600_000);
+  });
+
   it('takes the data dir and TTL from RTOT_DATA_DIR and RTOT_JOB_TTL; 0 keeps jobs', () => {
     const parsed = settings([], { ...env, RTOT_DATA_DIR: '/srv/rtot', RTOT_JOB_TTL: '0' });
     expect(parsed.dataDir).toBe('/srv/rtot');
@@ -129,6 +133,7 @@ describe('parseCommandLine', () => {
     [['-a', ':99999'], /invalid port/],
     [['--job-ttl', 'forever'], /--job-ttl: invalid duration/],
     [['--kill-grace', '5'], /--kill-grace: invalid duration/],
+    [['--job-ttl', '597h'], /--job-ttl: 597h is too long/],
     [['--body-limit', '1k'], /--body-limit/],
     [['--tls-cert', 'c.pem'], /--tls-cert and --tls-key go together/],
     [['--log-level', 'loud'], /--log-level/],

@@ -178,12 +178,20 @@ export function defaultDataDir(env: NodeJS.ProcessEnv): string {
   return path.join(env.HOME ?? os.homedir(), '.local', 'state', 'rtot');
 }
 
+/** Node timers fire at once for longer delays (about 24.8 days), so durations are capped here. */
+export const MAX_DURATION_MS = 2_147_483_647;
+
 function durationSetting(name: string, value: string): number {
+  let ms: number;
   try {
-    return parseGoDuration(value);
+    ms = parseGoDuration(value);
   } catch (error) {
     throw new UsageError(`--${name}: ${(error as Error).message}`);
   }
+  if (ms > MAX_DURATION_MS) {
+    throw new UsageError(`--${name}: ${value} is too long; at most 596h (about 24.8 days)`);
+  }
+  return Math.round(ms);
 }
 
 /**

@@ -64,7 +64,14 @@ async function serve(settings: ServerSettings): Promise<void> {
     // restart on failure brings it back.
     onDie: () => shutdown('DELETE /', 1),
   });
-  const started = await server.listen(settings.host, settings.port);
+  let started;
+  try {
+    started = await server.listen(settings.host, settings.port);
+  } catch (error) {
+    // Port in use, say: give the data dir back before exiting.
+    await server.close().catch(() => undefined);
+    throw error;
+  }
   const scope = settings.host === undefined ? ' (every interface)' : '';
   say(`listening on ${started.url}${scope} for ${settings.address}, data in ${settings.dataDir}`);
 }
