@@ -121,7 +121,7 @@ export function rtotRoutes(instance: FastifyInstance, options: RtotRoutesOptions
   });
 
   /** One route per path taking every method: the ones it has, else 405 with `Allow`. */
-  function path(
+  function addPath(
     url: string,
     handlers: Partial<Record<HTTPMethods, Handler>>,
     extra: { bodyLimit?: number; onDie?: boolean } = {},
@@ -155,7 +155,7 @@ export function rtotRoutes(instance: FastifyInstance, options: RtotRoutesOptions
     });
   }
 
-  path(
+  addPath(
     '/',
     {
       GET: async (_request, reply) => reply.send(ROOT_LINKS),
@@ -164,7 +164,7 @@ export function rtotRoutes(instance: FastifyInstance, options: RtotRoutesOptions
     { onDie: true },
   );
 
-  path('/ping', {
+  addPath('/ping', {
     GET: async (_request, reply) =>
       reply.send({
         message: 'still here',
@@ -172,7 +172,7 @@ export function rtotRoutes(instance: FastifyInstance, options: RtotRoutesOptions
       }),
   });
 
-  path(
+  addPath(
     '/jobs',
     {
       GET: async (request, reply) =>
@@ -194,7 +194,7 @@ export function rtotRoutes(instance: FastifyInstance, options: RtotRoutesOptions
     { bodyLimit: options.bodyLimitBytes },
   );
 
-  path('/jobs/:id', {
+  addPath('/jobs/:id', {
     GET: async (request, reply) => {
       const text = (request.params as { id: string }).id;
       const id = parseJobId(text);
