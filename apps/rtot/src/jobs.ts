@@ -64,30 +64,10 @@ export function createJobs(options: JobsOptions): Jobs {
     return sourceOf(task, scripts.pathOf(id), outputOf(id));
   }
 
-  /**
-   * A completed job's output is complete on disk; closing its log gives back
-   * the file descriptor it holds (completed jobs are kept until the TTL) and
-   * reads go on from the files.
-   */
-  function releaseLog(taskId: string): void {
-    try {
-      supervisor
-        .output(taskId)
-        .close()
-        .catch((error: unknown) => {
-          options.logger?.warn({ err: error, taskId }, 'closing a finished output log failed');
-        });
-    } catch {
-      // Removed already: nothing to release.
-    }
-  }
-
   for (const task of supervisor.list()) {
     const id = jobIdOf(task);
     if (id !== undefined) ids.observe(id);
-    if (jobStateOf(task.state) === 'complete') releaseLog(task.id);
   }
-  supervisor.on('task-end', (task) => releaseLog(task.id));
   // Script files go with their job, whether deleted by a client or collected after the TTL.
   supervisor.on('task-remove', (taskId) => {
     if (/^\d+$/.test(taskId)) void scripts.remove(Number(taskId)).catch(() => undefined);

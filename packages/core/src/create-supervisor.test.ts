@@ -260,6 +260,20 @@ describe('supervisor', () => {
     }
   });
 
+  it('keeps finished tasks for a ttlMs longer than setTimeout can wait', async () => {
+    const local = createMemoryRuntime();
+    const other = await createSupervisor({ runtime: local, ttlMs: 2 ** 31 + 60_000 });
+    try {
+      const task = await other.create({ command: ['true'] });
+      await other.wait(task.id);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(other.list().map((item) => item.id)).toEqual([task.id]);
+    } finally {
+      await other.close();
+      await local.dispose();
+    }
+  });
+
   it('writes stdin and delivers EOF', async () => {
     const task = await supervisor.create({ command: ['cat'], stdin: 'pipe' });
     await supervisor.writeStdin(task.id, 'hello ');

@@ -44,10 +44,10 @@ interface TaskEntry {
   runStartedAt: number;
   /** Consecutive short runs, for the backoff. */
   failures: number;
-  restartTimer: NodeJS.Timeout | undefined;
-  timeoutTimer: NodeJS.Timeout | undefined;
-  graceTimer: NodeJS.Timeout | undefined;
-  gcTimer: NodeJS.Timeout | undefined;
+  restartTimer: LongTimer | undefined;
+  timeoutTimer: LongTimer | undefined;
+  graceTimer: LongTimer | undefined;
+  gcTimer: LongTimer | undefined;
   /** Settles when the current run's exit has been fully handled. */
   runDone: Promise<void>;
   final: Promise<TaskInfo>;
@@ -60,6 +60,36 @@ interface SandboxEntry {
 }
 
 const now = () => new Date().toISOString();
+
+/** setTimeout's longest delay; a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A timer that can wait past ~24.8 days (TTLs, long timeouts) by re-arming. */
+interface LongTimer {
+  handle: NodeJS.Timeout;
+}
+
+function setLongTimeout(
+  callback: () => void,
+  delayMs: number,
+  options: { unref?: boolean } = {},
+): LongTimer {
+  const due = Date.now() + delayMs;
+  const timer = {} as LongTimer;
+  const arm = () => {
+    timer.handle = setTimeout(
+      () => (Date.now() >= due ? callback() : arm()),
+      Math.min(Math.max(0, due - Date.now()), MAX_TIMER_MS),
+    );
+    if (options.unref) timer.handle.unref();
+  };
+  arm();
+  return timer;
+}
+
+function clearLongTimeout(timer: LongTimer | undefined): void {
+  if (timer) clearTimeout(timer.handle);
+}
 
 /**
  * A copy the caller may keep: the spec is deep-frozen when the task is
@@ -251,7 +281,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     else entry.info.handle = process.handle;
     const timeoutMs = entry.info.spec.timeoutMs;
     if (timeoutMs !== undefined && timeoutMs > 0) {
-      entry.timeoutTimer = setTimeout(() => beginStop(entry, 'timeout'), timeoutMs);
+      entry.timeoutTimer = setLongTimeout(() => beginStop(entry, 'timeout'), timeoutMs);
     }
     const pumps = Promise.all([
       pump(entry, 'stdout', process.stdout),
@@ -267,8 +297,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   }
 
   function clearRunTimers(entry: TaskEntry): void {
-    clearTimeout(entry.timeoutTimer);
-    clearTimeout(entry.graceTimer);
+    clearLongTimeout(entry.timeoutTimer);
+    clearLongTimeout(entry.graceTimer);
     entry.timeoutTimer = undefined;
     entry.graceTimer = undefined;
   }
@@ -315,7 +345,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     entry.failures += 1;
     entry.info.nextRestartAt = new Date(Date.now() + delay).toISOString();
     setState(entry, 'backoff');
-    entry.restartTimer = setTimeout(() => {
+    entry.restartTimer = setLongTimeout(() => {
       entry.restartTimer = undefined;
       void restart(entry);
     }, delay);
@@ -349,7 +379,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
 
   async function finish(entry: TaskEntry, state: 'exited' | 'failed' | 'lost'): Promise<void> {
     clearRunTimers(entry);
-    clearTimeout(entry.restartTimer);
+    clearLongTimeout(entry.restartTimer);
     entry.restartTimer = undefined;
     const { info } = entry;
     delete info.nextRestartAt;
@@ -366,12 +396,15 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     if (options.ttlMs === undefined || closing) return;
     const endedAt = Date.parse(entry.info.endedAt ?? now());
     const delay = Math.max(0, endedAt + options.ttlMs - Date.now());
-    entry.gcTimer = setTimeout(() => {
-      remove(entry.info.id).catch((error: unknown) => {
-        logger.warn({ err: error, taskId: entry.info.id }, 'collecting finished task failed');
-      });
-    }, delay);
-    entry.gcTimer.unref();
+    entry.gcTimer = setLongTimeout(
+      () => {
+        remove(entry.info.id).catch((error: unknown) => {
+          logger.warn({ err: error, taskId: entry.info.id }, 'collecting finished task failed');
+        });
+      },
+      delay,
+      { unref: true },
+    );
   }
 
   /** Signal the current run with the kill policy, escalating to SIGKILL after the grace period. */
@@ -389,7 +422,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       });
     void deliver(signal);
     if (signal !== 'SIGKILL') {
-      entry.graceTimer = setTimeout(() => {
+      entry.graceTimer = setLongTimeout(() => {
         if (entry.process !== process) return;
         stopping.escalated = true;
         void deliver('SIGKILL');
@@ -491,7 +524,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     if (!isFinalState(entry.info.state)) await stop(id);
     await entry.runDone;
     if (tasks.get(id) !== entry) return;
-    clearTimeout(entry.gcTimer);
+    clearLongTimeout(entry.gcTimer);
     tasks.delete(id);
     await entry.log.destroy();
     await store.delete(id);
@@ -600,8 +633,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     closing = true;
     const stopTasks = closeOptions.stopTasks ?? true;
     for (const entry of tasks.values()) {
-      clearTimeout(entry.restartTimer);
-      clearTimeout(entry.gcTimer);
+      clearLongTimeout(entry.restartTimer);
+      clearLongTimeout(entry.gcTimer);
       entry.restartTimer = undefined;
     }
     if (stopTasks) {
