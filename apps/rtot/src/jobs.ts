@@ -5,7 +5,7 @@
  */
 import { OverthereError, type Logger, type Supervisor, type TaskInfo } from '@overthere/core';
 import type { JobIds, ScriptFiles } from './data-dir.js';
-import { jobStateOf, sourceOf, type JobSource, type JobState } from './job-json.js';
+import { sourceOf, type JobSource, type JobState } from './job-json.js';
 
 /** Prepended to a script that does not start with `#!`. */
 export const DEFAULT_SHEBANG = '#!/bin/bash\n';
