@@ -4,7 +4,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseCommandLine, usage, UsageError, type ServerSettings } from './cli.js';
-import { createStderrLogger } from './logger.js';
+import { pino } from 'pino';
+import type { Logger } from '@overthere/core';
 import { createRtotServer, generateSecret, type RtotServer } from './rtot-server.js';
 import { VERSION } from './version.js';
 
@@ -16,7 +17,10 @@ function say(line: string): void {
 }
 
 async function serve(settings: ServerSettings): Promise<void> {
-  const logger = createStderrLogger(settings.logLevel, { app: 'rtot' });
+  const logger = pino(
+    { name: 'rtot', level: settings.logLevel },
+    pino.destination({ dest: 2, sync: true }),
+  ) as unknown as Logger;
   let secret = settings.secret;
   if (secret === undefined) {
     secret = generateSecret();
