@@ -179,7 +179,8 @@ export function createHttpServer(options: HttpServerOptions = {}): FastifyInstan
     bodyLimit: options.bodyLimitBytes ?? 1024 * 1024,
     // Long output streams are ended by the shutdown signal, not by force.
     forceCloseConnections: 'idle',
-    return503OnClosing: true,
+    // Requests arriving while closing get a 503 in the protocol's error shape (hook below).
+    return503OnClosing: false,
     routerOptions: { maxParamLength: 256 },
     rewriteUrl: stripAccessToken,
     ...(options.logger
@@ -205,6 +206,16 @@ export function createHttpServer(options: HttpServerOptions = {}): FastifyInstan
     controller.abort();
     connections.closeIdle();
     done();
+  });
+  server.addHook('onRequest', (_request, reply, done) => {
+    if (!controller.signal.aborted) {
+      done();
+      return;
+    }
+    void reply
+      .code(503)
+      .header('connection', 'close')
+      .send({ code: 'UNAVAILABLE', message: 'the server is shutting down' });
   });
   server.setErrorHandler((error, request, reply) => {
     const mapped = toHttpError(error);

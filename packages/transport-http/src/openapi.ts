@@ -26,6 +26,8 @@ const common = {
 };
 const withTask = { ...common, '404': errorResponse('NOT_FOUND: no such task.') };
 const noContent = { description: 'Done.' };
+/** Output and attach also take the token as `?access_token=` (browsers set no headers there). */
+const tokenOrQuery = [{ bearer: [] }, { accessToken: [] }];
 const taskResponse = (description: string) => ({ description, content: json(ref('Task')) });
 
 /** The OpenAPI 3.1 document. `version` is the package version shown in `info`. */
@@ -193,6 +195,7 @@ export function createOpenApiDocument(version: string): Record<string, unknown> 
         parameters: [idParameter],
         get: {
           operationId: 'taskOutput',
+          security: tokenOrQuery,
           summary:
             'Replay output from a cursor, and with `follow` keep streaming until the task is final.',
           parameters: [
@@ -248,6 +251,7 @@ export function createOpenApiDocument(version: string): Record<string, unknown> 
         parameters: [idParameter],
         get: {
           operationId: 'attachTask',
+          security: tokenOrQuery,
           summary:
             'WebSocket: binary output messages `[stream 1|2][u64 BE seq][data]`, JSON control messages; see docs/http-protocol.md.',
           parameters: [
@@ -322,7 +326,16 @@ export function createOpenApiDocument(version: string): Record<string, unknown> 
       },
     },
     components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer' },
+        accessToken: {
+          type: 'apiKey',
+          in: 'query',
+          name: 'access_token',
+          description:
+            'The bearer token, for browsers (EventSource, WebSocket). Output and attach only.',
+        },
+      },
       schemas: componentSchemas,
     },
   };
