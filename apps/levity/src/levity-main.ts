@@ -177,6 +177,20 @@ async function main(args: readonly string[]): Promise<void> {
   }
 }
 
+// grpc-js sets the TLS server name to the address even when it is an IP
+// (`-a 127.0.0.1:4321`), which Node flags once per process: noise on stderr,
+// where a failure must be one line.
+const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+process.emitWarning = (...args: unknown[]) => {
+  const options = args[1];
+  const code =
+    typeof options === 'object' && options !== null
+      ? (options as { code?: unknown }).code
+      : args[2];
+  if (code === 'DEP0123') return;
+  emitWarning(...args);
+};
+
 // A reader that went away (`levity logs ID | head`) is not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);

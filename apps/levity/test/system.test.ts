@@ -4,6 +4,7 @@
  * an unreachable server; plus a request without a task id, which crashed the
  * original and must be an error here while the server keeps serving.
  */
+import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -73,21 +74,34 @@ describe.concurrent('levity against levityd', () => {
   });
 
   it('exits 1 with one line on stderr for an unknown task id', async () => {
-    for (const command of ['query', 'signal', 'logs']) {
-      const result = await levity(['-a', daemon.address, command, 'no-such-task']);
+    const results = await Promise.all(
+      ['query', 'signal'].map((command) => levity(['-a', daemon.address, command, 'no-such-task'])),
+    );
+    for (const result of results) {
       expect(result.code).toBe(1);
       expect(result.stdout).toBe('');
       expect(result.stderr).toBe(
         'levity: GRPC request failed: rpc error: code = Unknown desc = No such task: no-such-task\n',
       );
     }
+    // Every call says so (the CLI's logs is in follow.test.ts and cli.test.ts).
+    for (const call of [client.queryTask, client.signalTask, client.fetchLogs]) {
+      await expect(call(handle('no-such-task'))).rejects.toMatchObject({
+        code: grpc.status.UNKNOWN,
+        details: 'No such task: no-such-task',
+      });
+    }
   });
 
   it('exits 1 with one line on stderr when no server listens', async () => {
     // A port that was just free: bind it, note it, let it go.
-    const probe = await startLevityd();
-    await probe.stop('SIGKILL');
-    const result = await levity(['-a', probe.address, 'start', 'ls']);
+    const port = await new Promise<number>((resolve) => {
+      const server = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as net.AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const result = await levity(['-a', `127.0.0.1:${port}`, 'start', 'ls']);
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toMatch(
