@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { once } from 'node:events';
-import type { ServiceError } from '@grpc/grpc-js';
+import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { UsageError } from './flags.js';
 import {
   parseLevityCommandLine,
@@ -44,9 +44,17 @@ function describeFailure(error: unknown): { line: string; code: string | undefin
   if (isServiceError(error)) {
     const code = GO_CODE_NAMES[error.code] ?? String(error.code);
     // grpc-js appends the time of the last connection error: noise on a terminal.
-    const details = error.details
-      .replace(/ \(\d{4}-\d\d-\d\dT[\d:.]+Z\)$/, '')
-      .replace(/\. Resolution note: *$/, '');
+    let details = error.details
+      .replace(/\. Resolution note: *$/, '')
+      .replace(/ \(\d{4}-\d\d-\d\dT[\d:.]+Z\)$/, '');
+    // A TLS failure in the words of Go's gRPC, which the original printed.
+    const tlsFailure =
+      /^No connection established\. Last error: (?:Error: )?(.*(?:certificate|SSL|TLS|handshake|alert).*)$/i.exec(
+        details,
+      );
+    if (error.code === grpcStatus.UNAVAILABLE && tlsFailure?.[1] !== undefined) {
+      details = `connection error: desc = "transport: authentication handshake failed: ${tlsFailure[1]}"`;
+    }
     return { line: `GRPC request failed: rpc error: code = ${code} desc = ${details}`, code };
   }
   return { line: error instanceof Error ? error.message : String(error), code: undefined };

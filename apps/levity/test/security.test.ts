@@ -138,7 +138,9 @@ describe.concurrent('security', () => {
       /^levity: GRPC request failed: rpc error: code = Unavailable desc = [^\n]*\n$/,
     );
     expect(systemRoots).toMatchObject({ code: 1, stdout: '' });
-    expect(systemRoots.stderr).toMatch(/^levity: [^\n]*\n$/);
+    expect(systemRoots.stderr).toMatch(
+      /^levity: GRPC request failed: rpc error: code = Unavailable desc = connection error: desc = "transport: authentication handshake failed: [^\n]*certificate[^\n]*"\n$/,
+    );
 
     const id = good.stdout.trim();
     const client = protoClient(`localhost:${daemon.port}`, {
