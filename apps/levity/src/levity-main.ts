@@ -5,7 +5,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { once } from 'node:events';
-import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
+import {
+  logVerbosity,
+  setLogVerbosity,
+  status as grpcStatus,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { UsageError } from './flags.js';
 import {
   parseLevityCommandLine,
@@ -184,6 +189,9 @@ async function main(args: readonly string[]): Promise<void> {
     client?.close();
   }
 }
+
+// Failures are reported once, as one line: grpc-js keeps its own lines to itself.
+setLogVerbosity(logVerbosity.NONE);
 
 // grpc-js sets the TLS server name to the address even when it is an IP
 // (`-a 127.0.0.1:4321`), which Node flags once per process: noise on stderr,

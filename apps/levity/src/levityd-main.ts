@@ -5,6 +5,7 @@
  * the grace period) and exits 0.
  */
 import { readFile } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
 import { isLoopbackHost } from '@overthere/core';
 import { splitHostPort } from './address.js';
 import { UsageError } from './flags.js';
@@ -26,6 +27,11 @@ function say(line: string): void {
 
 async function serve(settings: LevitydSettings): Promise<void> {
   const logger = createStderrLogger(settings.logLevel, { app: 'levityd' });
+  // grpc-js prints its own errors to stderr (a failed bind, say); ours say it
+  // once, so its lines go to the log at debug level.
+  const grpcLogger = logger.child({ component: 'grpc-js' });
+  const grpcLine = (...parts: unknown[]) => grpcLogger.debug(parts.map(String).join(' '));
+  grpc.setLogger({ error: grpcLine, info: grpcLine, debug: grpcLine });
   const tls =
     settings.tls === undefined
       ? undefined
