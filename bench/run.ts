@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { spawnBenchmarks } from './spawn-throughput.js';
 import { outputBenchmarks } from './output-throughput.js';
 import { rssBenchmarks } from './live-tasks-rss.js';
+import { httpBenchmarks } from './http-agent.js';
+import { levityBenchmarks } from './levity.js';
 import type { BenchResult } from './report.js';
 import { printResults } from './report.js';
 
@@ -15,6 +17,8 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   spawn: spawnBenchmarks,
   output: outputBenchmarks,
   rss: rssBenchmarks,
+  http: httpBenchmarks,
+  levity: levityBenchmarks,
 };
 
 const chosen = process.argv.slice(2).filter((name) => !name.startsWith('-'));

@@ -24,6 +24,9 @@ async function run(options: AgentOptions): Promise<void> {
     store: await createFileTaskStore({ dir: options.dataDir, logger }),
     logger,
     ...(options.ttlMs === undefined ? {} : { ttlMs: options.ttlMs }),
+    ...(options.outputMaxBytes === undefined
+      ? {}
+      : { output: { maxDiskBytes: options.outputMaxBytes } }),
   });
   const tls =
     options.tlsCert !== undefined && options.tlsKey !== undefined

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseAgentCommand, parseDuration } from './options.js';
+import { parseAgentCommand, parseDuration, parseSize } from './options.js';
 
 describe('parseAgentCommand', () => {
   it('defaults to loopback, port 7070 and a state dir', () => {
@@ -27,6 +27,13 @@ describe('parseAgentCommand', () => {
     expect(() => parseAgentCommand(['--tls-cert', 'a'], {})).toThrow(/go together/);
     expect(() => parseAgentCommand(['--nope'], {})).toThrow();
     expect(() => parseAgentCommand(['extra'], {})).toThrow(/unexpected argument/);
+  });
+
+  it('parses sizes', () => {
+    expect(parseSize('4096')).toBe(4096);
+    expect(parseSize('64M')).toBe(64 * 1024 ** 2);
+    expect(parseSize('2GiB')).toBe(2 * 1024 ** 3);
+    expect(() => parseSize('lots')).toThrow(/invalid size/);
   });
 
   it('parses durations', () => {

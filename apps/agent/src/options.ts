@@ -18,6 +18,8 @@ export interface AgentOptions {
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   logLevel: string;
+  /** Output kept on disk per task; undefined: core's default (64 MiB). */
+  outputMaxBytes: number | undefined;
 }
 
 /** What the command line asks for: run, or print something and exit. */
@@ -38,6 +40,8 @@ Options:
   --data-dir DIR         task records and output (default ~/.local/state/overthere;
                          env OVERTHERE_DATA_DIR)
   --ttl DURATION         forget finished tasks after e.g. 30s, 10m, 24h (default: keep)
+  --output-max SIZE      output kept on disk per task, e.g. 64M, 2G (default 64M);
+                         older output is dropped and readers get a gap
   --tls-cert FILE        serve HTTPS with this certificate (PEM) ...
   --tls-key FILE         ... and key
   --log-level LEVEL      trace, debug, info, warn, error, fatal, silent (default info)
@@ -47,6 +51,16 @@ Options:
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+const SIZE = /^(\d+)([KMG]?)i?B?$/i;
+const UNIT_BYTES: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+/** `4096`, `512K`, `64M`, `2G` (binary units) in bytes; throws on anything else. */
+export function parseSize(text: string): number {
+  const match = SIZE.exec(text.trim());
+  if (!match?.[1]) throw new Error(`invalid size ${JSON.stringify(text)} (e.g. 64M, 2G)`);
+  return Number(match[1]) * (UNIT_BYTES[(match[2] ?? '').toUpperCase()] ?? 1);
+}
 
 /** `500ms`, `30s`, `10m`, `24h`, `7d` in ms; throws on anything else. */
 export function parseDuration(text: string): number {
@@ -76,6 +90,7 @@ export function parseAgentCommand(argv: readonly string[], env: NodeJS.ProcessEn
       'allow-unauthenticated': { type: 'boolean' },
       'data-dir': { type: 'string' },
       ttl: { type: 'string' },
+      'output-max': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'log-level': { type: 'string' },
@@ -108,6 +123,8 @@ export function parseAgentCommand(argv: readonly string[], env: NodeJS.ProcessEn
       tlsCert,
       tlsKey,
       logLevel: values['log-level'] ?? 'info',
+      outputMaxBytes:
+        values['output-max'] === undefined ? undefined : parseSize(values['output-max']),
     },
   };
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -333,6 +333,34 @@ describe('supervisor', () => {
     await supervisor.close();
     expect(supervisor.get(task.id).state).toBe('exited');
     await rejectsWithCode(supervisor.create({ command: ['true'] }), 'UNAVAILABLE');
+  });
+});
+
+describe('supervisor with a file store', () => {
+  it('leaves nothing in the store when a create fails, and has the final record on disk when wait resolves', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'overthere-store-'));
+    const runtime = createMemoryRuntime();
+    const supervisor = await createSupervisor({
+      runtime,
+      store: await createFileTaskStore({ dir }),
+    });
+    try {
+      await rejectsWithCode(
+        supervisor.create({ command: ['no-such-program'] }, { id: 'failed' }),
+        'SPAWN_FAILED',
+      );
+      expect(await readdir(join(dir, 'tasks'))).toEqual([]);
+      const task = await supervisor.create({ command: ['true'] }, { id: 'done' });
+      await supervisor.wait(task.id);
+      const record = JSON.parse(
+        await readFile(join(dir, 'tasks', 'done', 'task.json'), 'utf8'),
+      ) as TaskInfo;
+      expect(record.state).toBe('exited');
+    } finally {
+      await supervisor.close();
+      await runtime.dispose();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

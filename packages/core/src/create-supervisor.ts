@@ -164,11 +164,13 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     });
   }
 
-  function setState(entry: TaskEntry, state: TaskState): void {
+  /** Move to `state`: persist (the promise settles once on disk) and tell listeners. */
+  function setState(entry: TaskEntry, state: TaskState): Promise<void> {
     const previous = entry.info.state;
     entry.info.state = state;
-    void save(entry);
+    const saved = save(entry);
     if (previous !== state) emit('task-state', snapshot(entry.info), previous);
+    return saved;
   }
 
   function liveEntries(): TaskEntry[] {
@@ -328,7 +330,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       !info.stopRequested && policy !== undefined && shouldRestart(policy, info.exit);
     if (restartable && closing) {
       // Shutting down: leave the service to be started again when the agent is.
-      setState(entry, 'backoff');
+      void setState(entry, 'backoff');
       return;
     }
     if (restartable && (policy.maxRestarts === undefined || info.restarts < policy.maxRestarts)) {
@@ -344,7 +346,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const delay = restartDelayMs(policy, entry.failures);
     entry.failures += 1;
     entry.info.nextRestartAt = new Date(Date.now() + delay).toISOString();
-    setState(entry, 'backoff');
+    void setState(entry, 'backoff');
     entry.restartTimer = setLongTimeout(() => {
       entry.restartTimer = undefined;
       void restart(entry);
@@ -361,7 +363,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       delete info.error;
       info.startedAt = now();
       attach(entry, process);
-      setState(entry, 'running');
+      void setState(entry, 'running');
       emit('task-start', snapshot(info));
     } catch (error) {
       const failure = toOverthereError(error);
@@ -385,7 +387,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     delete info.nextRestartAt;
     info.endedAt = now();
     await entry.log.end();
-    setState(entry, state);
+    // On disk before anyone hears the task ended: a crash now cannot turn it into `lost`.
+    await setState(entry, state);
     const final = snapshot(info);
     entry.resolveFinal(final);
     emit('task-end', final);
@@ -415,7 +418,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const graceMs = policy?.graceMs ?? entry.info.spec.kill?.graceMs ?? DEFAULT_GRACE_MS;
     const stopping = { cause, escalated: false };
     entry.stopping = stopping;
-    setState(entry, 'stopping');
+    void setState(entry, 'stopping');
     const deliver = (name: string) =>
       process.signal(name, { group: true }).catch((error: unknown) => {
         logger.warn({ err: error, taskId: entry.info.id, signal: name }, 'signalling task failed');
@@ -490,6 +493,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         process = await spawnProcess(entry);
       } catch (error) {
         await log.destroy();
+        await store.delete(id); // the output dir's parent too: nothing is left registered
         throw error;
       }
       info.startedAt = now();
@@ -685,7 +689,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       const process = await runtime.adopt(info.handle, { taskId: info.id }).catch(() => undefined);
       if (process) {
         attach(entry, process);
-        setState(entry, info.state);
+        void setState(entry, info.state);
         return;
       }
     }

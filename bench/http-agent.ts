@@ -1,0 +1,218 @@
+/**
+ * The HTTP agent under load, in its own process as deployed:
+ * - `/v1` exec of `/bin/true` (create + wait for exit) driven by autocannon at
+ *   concurrency 1, 8 and 32, beside raw `child_process.spawn` at the same concurrency;
+ * - a 1 GiB task output streamed to an HTTP client, beside a Node pipe → TCP socket.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { compare, runConcurrently, type BenchResult } from './report.js';
+
+const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
+const GIB = 1024 ** 3;
+
+interface Agent {
+  url: string;
+  child: ChildProcess;
+}
+
+/** Start overthere-agent: the build when there is one (as deployed), else the sources through tsx. */
+async function startAgent(dataDir: string): Promise<Agent> {
+  const built = join(REPO_ROOT, 'apps/agent/dist/main.js');
+  const entry = existsSync(built) ? [built] : ['--import', 'tsx', 'apps/agent/src/main.ts'];
+  const child = spawn(
+    process.execPath,
+    [
+      ...entry,
+      '--port',
+      '0',
+      '--data-dir',
+      dataDir,
+      '--log-level',
+      'warn',
+      '--ttl',
+      '60s',
+      '--output-max',
+      '1200M',
+    ],
+    {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  const lines = createInterface({ input: child.stderr! });
+  const url = await new Promise<string>((resolve, reject) => {
+    lines.on('line', (line) => {
+      const match = /listening on (https?:\/\/[^\s,]+)/.exec(line);
+      if (match?.[1]) resolve(match[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`agent exited with ${code}`)));
+  });
+  return { url, child };
+}
+
+async function stopAgent(agent: Agent): Promise<void> {
+  const exited = new Promise((resolve) => agent.child.once('exit', resolve));
+  agent.child.kill('SIGTERM');
+  await exited;
+}
+
+function rawSpawn(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/bin/true', [], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    child.stdout.resume();
+    child.stderr.resume();
+    child.once('error', reject);
+    child.once('close', () => resolve());
+  });
+}
+
+/** create + wait per iteration, `connections` at once, for `durationS` seconds. */
+async function execLoad(
+  url: string,
+  connections: number,
+  durationS: number,
+): Promise<{ rate: number; p50: number; p99: number; errors: number }> {
+  const result = await autocannon({
+    url,
+    connections,
+    duration: durationS,
+    requests: [
+      {
+        method: 'POST',
+        path: '/v1/tasks',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ command: ['/bin/true'] }),
+        onResponse: (_status: number, body: string, context: object) => {
+          (context as { id?: string }).id = (JSON.parse(body) as { id: string }).id;
+        },
+      },
+      {
+        method: 'GET',
+        setupRequest: (req, context: object) => ({
+          ...req,
+          path: `/v1/tasks/${(context as { id?: string }).id ?? ''}/wait`,
+        }),
+      },
+    ],
+  });
+  // Two requests make one exec.
+  return {
+    rate: result.requests.average / 2,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors + result.non2xx,
+  };
+}
+
+/** Bytes of `head -c 1G /dev/zero` through a Node pipe into a loopback TCP socket, counted by the reader. */
+async function pipeToTcp(): Promise<number> {
+  let received = 0;
+  const server = createServer((socket) => {
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const start = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      const child = spawn('head', ['-c', String(GIB), '/dev/zero'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      child.stdout.pipe(socket);
+      child.once('error', reject);
+    });
+    socket.once('close', () => resolve());
+  });
+  while (received < GIB) await new Promise((resolve) => setImmediate(resolve));
+  const ms = performance.now() - start;
+  server.close();
+  return ms;
+}
+
+/** Create the 1 GiB task on the agent and read its stdout as raw chunked HTTP while it runs. */
+async function streamFromAgent(url: string): Promise<number> {
+  const start = performance.now();
+  const response = await fetch(`${url}/v1/tasks`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ command: ['head', '-c', String(GIB), '/dev/zero'] }),
+  });
+  const { id } = (await response.json()) as { id: string };
+  const bytes = await new Promise<number>((resolve, reject) => {
+    const req = request(`${url}/v1/tasks/${id}/output?follow=1&stream=stdout`, (res) => {
+      let count = 0;
+      res.on('data', (chunk: Buffer) => {
+        count += chunk.length;
+      });
+      res.once('end', () => resolve(count));
+      res.once('error', reject);
+    });
+    req.once('error', reject);
+    req.end();
+  });
+  const ms = performance.now() - start;
+  // The agent keeps more than 1 GiB of output, so even a reader that lags gets every byte.
+  if (bytes !== GIB) throw new Error(`streamed ${bytes} bytes`);
+  return ms;
+}
+
+export async function httpBenchmarks(): Promise<BenchResult[]> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'overthere-bench-http-'));
+  const agent = await startAgent(dataDir);
+  const results: BenchResult[] = [];
+  try {
+    await execLoad(agent.url, 4, 2); // warm up
+    for (const connections of [1, 8, 32]) {
+      const ours = await execLoad(agent.url, connections, 8);
+      const raw = await runConcurrently(connections * 100, connections, rawSpawn);
+      const rawRate = ((connections * 100) / raw.wallMs) * 1000;
+      results.push(
+        compare(
+          `/v1 exec /bin/true c=${connections}`,
+          'execs/s',
+          'higher',
+          ours.rate,
+          { name: 'raw spawn', value: rawRate },
+          connections === 8 ? '≥ 2200/s (Go webhook, measured elsewhere)' : undefined,
+          {
+            'request p50 ms': ours.p50,
+            'request p99 ms': ours.p99,
+            errors: ours.errors,
+          },
+        ),
+      );
+    }
+    let rawMs = Number.POSITIVE_INFINITY;
+    let oursMs = Number.POSITIVE_INFINITY;
+    for (let round = 0; round < 2; round += 1) {
+      rawMs = Math.min(rawMs, await pipeToTcp());
+      oursMs = Math.min(oursMs, await streamFromAgent(agent.url));
+    }
+    const mbPerSecond = (ms: number) => GIB / 1024 / 1024 / (ms / 1000);
+    results.push(
+      compare(
+        '1 GiB task output streamed to an HTTP client',
+        'MB/s',
+        'higher',
+        mbPerSecond(oursMs),
+        { name: 'Node pipe → TCP socket', value: mbPerSecond(rawMs) },
+        '≥ 0.9×',
+      ),
+    );
+  } finally {
+    await stopAgent(agent);
+    await rm(dataDir, { recursive: true, force: true });
+  }
+  return results;
+}
