@@ -74,7 +74,11 @@ export class OverthereError extends Error {
 
   /** True for an OverthereError from any copy of this package (survives duplicate installs). */
   static is(value: unknown): value is OverthereError {
-    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[MARKER] === true;
+    return (
+      typeof value === 'object' &&
+      value !== null &&
+      (value as Record<symbol, unknown>)[MARKER] === true
+    );
   }
 
   /** True when `value` is an OverthereError with the given code. */
