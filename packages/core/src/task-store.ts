@@ -3,7 +3,8 @@
  * change and loads them all once at start to recover.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { writeFile } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OverthereError } from './errors.js';
 import { noopLogger, type Logger } from './logger.js';
@@ -63,17 +64,23 @@ export async function createFileTaskStore(options: FileTaskStoreOptions): Promis
 
   const taskDir = (id: string) => join(tasksDir, id);
 
+  // Temp names: a random prefix per store and a counter, so no two writers share one.
+  const tempPrefix = `${randomBytes(6).toString('hex')}.`;
+  let tempCounter = 0;
+
   async function writeRecord(task: TaskInfo): Promise<void> {
     const dir = taskDir(task.id);
-    await mkdir(dir, { recursive: true });
     const target = join(dir, 'task.json');
-    const temp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
-    const handle = await open(temp, 'w', 0o600);
+    const temp = `${target}.${tempPrefix}${(tempCounter += 1)}.tmp`;
+    const data = JSON.stringify(task);
+    // The task's directory usually exists already (its output log made it): only
+    // make it when the write says it is missing.
     try {
-      await handle.writeFile(JSON.stringify(task));
-      await handle.sync();
-    } finally {
-      await handle.close();
+      await writeDurably(temp, data);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      await mkdir(dir, { recursive: true });
+      await writeDurably(temp, data);
     }
     await rename(temp, target);
   }
@@ -130,6 +137,20 @@ export async function createFileTaskStore(options: FileTaskStoreOptions): Promis
       await Promise.allSettled(writers.values());
     },
   };
+}
+
+/**
+ * Write `data` to a new file and fsync it before resolving (`flush`). One
+ * callback-style call rather than open/write/sync/close through a FileHandle:
+ * the same syscalls for much less work on the main thread.
+ */
+function writeDurably(path: string, data: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    writeFile(path, data, { mode: 0o600, flush: true }, (error) => {
+      if (error) reject(error);
+      else resolve();
+    });
+  });
 }
 
 /** A store that keeps nothing across restarts; output stays in memory. */

@@ -157,8 +157,16 @@ export class SegmentStore {
     this.writtenOffsets = offsets;
   }
 
-  /** Open the store in `dir` (which must exist), recovering the segments already there. */
-  static async open(dir: string, settings: SegmentStoreSettings): Promise<SegmentStore> {
+  /**
+   * Open the store in `dir` (which must exist), recovering the segments already
+   * there; `empty` says the caller just made `dir`, so there is nothing to recover.
+   */
+  static async open(
+    dir: string,
+    settings: SegmentStoreSettings,
+    empty = false,
+  ): Promise<SegmentStore> {
+    if (empty) return new SegmentStore(dir, settings, [], 0, [0, 0]);
     const recovered = await recoverSegments(dir);
     const store = new SegmentStore(
       dir,

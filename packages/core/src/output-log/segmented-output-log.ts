@@ -59,12 +59,17 @@ export async function openOutputLog(
   };
   if (options.dir === undefined) return new SegmentedOutputLog(settings, undefined);
   const dir = resolve(options.dir);
-  await mkdir(dir, { recursive: true });
-  const store = await SegmentStore.open(dir, {
-    segmentBytes: settings.segmentBytes,
-    maxDiskBytes: settings.maxDiskBytes,
-    writeMode: internal.writeMode ?? 'adaptive',
-  });
+  // mkdir names the first directory it made: then `dir` is new, with nothing to recover.
+  const created = await mkdir(dir, { recursive: true });
+  const store = await SegmentStore.open(
+    dir,
+    {
+      segmentBytes: settings.segmentBytes,
+      maxDiskBytes: settings.maxDiskBytes,
+      writeMode: internal.writeMode ?? 'adaptive',
+    },
+    created !== undefined,
+  );
   return new SegmentedOutputLog(settings, store);
 }
 
