@@ -100,7 +100,6 @@ export async function createLevityServer(options: LevityServerOptions): Promise<
       graceMs: options.graceMs,
       token: options.token,
       searchPath: options.searchPath,
-      store,
       logger,
     }),
   );

@@ -16,7 +16,6 @@ import {
   type OutputStream,
   type Supervisor,
   type TaskSpec,
-  type TaskStore,
 } from '@overthere/core';
 import { lookPath } from './look-path.js';
 import type {
@@ -41,11 +40,6 @@ export interface TaskManagerOptions {
   token?: string | undefined;
   /** Where binaries are looked up. Default: the server's PATH. */
   searchPath?: string | undefined;
-  /**
-   * The supervisor's store: a task that failed to spawn is deleted from it,
-   * since the file store keeps an empty directory for it otherwise.
-   */
-  store?: TaskStore | undefined;
   logger?: Logger;
 }
 
@@ -164,14 +158,8 @@ export function createTaskManager(options: TaskManagerOptions): TaskManagerHandl
     if (request.working_dir !== undefined && request.working_dir !== '') {
       spec.cwd = request.working_dir;
     }
-    const id = randomUUID();
-    let task;
-    try {
-      task = await supervisor.create(spec, { id });
-    } catch (error) {
-      await options.store?.delete(id).catch(() => undefined);
-      throw error;
-    }
+    // A failed create leaves nothing registered, in memory or in the store.
+    const task = await supervisor.create(spec, { id: randomUUID() });
     logger.info({ taskId: task.id, binary, pid: task.pid }, 'task started');
     return { task_id: { id: task.id } };
   }
