@@ -48,7 +48,7 @@ async function startAgent(dataDir: string): Promise<Agent> {
       stdio: ['ignore', 'ignore', 'pipe'],
     },
   );
-  const lines = createInterface({ input: child.stderr! });
+  const lines = createInterface({ input: child.stderr });
   const url = await new Promise<string>((resolve, reject) => {
     lines.on('line', (line) => {
       const match = /listening on (https?:\/\/[^\s,]+)/.exec(line);
