@@ -3,8 +3,8 @@
  * replayed from a cursor and optionally followed until the task is final.
  *
  * The log is read with its async iterator and written to the socket only as
- * fast as the socket drains, so a slow reader costs one frame of memory, not
- * the whole log. A client that goes away aborts the read; the task never notices.
+ * fast as the socket drains, so a slow reader costs at most about
+ * {@link WRITE_AHEAD_BYTES} (plus one frame) of memory, not the whole log. A client that goes away aborts the read; the task never notices.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
@@ -33,6 +33,14 @@ const CONTENT_TYPES: Readonly<Record<OutputFormat, string>> = {
   ndjson: 'application/x-ndjson',
   sse: 'text/event-stream; charset=utf-8',
 };
+
+/**
+ * Bytes a response may buffer beyond what the socket took before the route waits
+ * for 'drain'. Waiting on every frame past the socket's 16 KiB high-water mark
+ * costs a promise and three listeners per 64 KiB frame and leaves the socket
+ * idle between frames; a budget keeps several frames in flight.
+ */
+const WRITE_AHEAD_BYTES = 1024 * 1024;
 
 /** What the output route needs from the API. */
 export interface OutputRouteContext {
@@ -220,7 +228,10 @@ export async function serveOutput(
       setImmediate(uncork);
     }
     countSent(typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length);
-    if (!response.write(chunk)) await drained(response, signal);
+    // A false return sets the response's needDrain, so 'drain' comes once the socket empties.
+    if (!response.write(chunk) && response.writableLength >= WRITE_AHEAD_BYTES) {
+      await drained(response, signal);
+    }
   };
   const encode = (event: OutputEvent | { type: 'end'; task: TaskInfo }): string | Buffer => {
     if (parsed.format === 'ndjson') return `${outputEventJson(event)}\n`;

@@ -2,6 +2,8 @@
  * Sequential reading of frames from one segment file, for a single reader.
  * A reader keeps one read buffer (a chunk of the file, or one frame when frames
  * are larger), never more, so a slow reader costs a bounded amount of memory.
+ * The chunk grows while the reader keeps reading on (a reader catching up on a
+ * long backlog), so large outputs take few reads.
  */
 
 import { open, type FileHandle } from 'node:fs/promises';
@@ -37,8 +39,10 @@ export interface Segment {
   deleted: boolean;
 }
 
-/** Bytes read from the file at once when frames are small. */
+/** Bytes read from the file at once at first. */
 const READ_CHUNK_BYTES = 128 * 1024;
+/** The chunk doubles on every refill up to this. */
+const MAX_READ_CHUNK_BYTES = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -58,6 +62,7 @@ export class SegmentReader {
   private position = SEGMENT_HEADER_BYTES;
   private buffer: Buffer = EMPTY;
   private bufferStart = 0;
+  private chunkBytes = READ_CHUNK_BYTES;
 
   private constructor(segment: Segment) {
     this.segment = segment;
@@ -131,7 +136,8 @@ export class SegmentReader {
     const handle = this.handle;
     if (handle === undefined) return false;
     // A fresh buffer each time: frames handed out earlier still point into the old one.
-    const buffer = Buffer.allocUnsafe(Math.min(Math.max(count, READ_CHUNK_BYTES), available));
+    const buffer = Buffer.allocUnsafe(Math.min(Math.max(count, this.chunkBytes), available));
+    this.chunkBytes = Math.min(this.chunkBytes * 2, MAX_READ_CHUNK_BYTES);
     let filled = 0;
     while (filled < buffer.length) {
       const { bytesRead } = await handle.read(
