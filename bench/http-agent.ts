@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { compare, runConcurrently, type BenchResult } from './report.js';
+import { compare, runConcurrently, type BenchResult, rawSpawnTrue } from './report.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 const GIB = 1024 ** 3;
@@ -63,16 +63,6 @@ async function stopAgent(agent: Agent): Promise<void> {
   const exited = new Promise((resolve) => agent.child.once('exit', resolve));
   agent.child.kill('SIGTERM');
   await exited;
-}
-
-function rawSpawn(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/bin/true', [], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    child.stdout.resume();
-    child.stderr.resume();
-    child.once('error', reject);
-    child.once('close', () => resolve());
-  });
 }
 
 /** create + wait per iteration, `connections` at once, for `durationS` seconds. */
@@ -175,7 +165,7 @@ export async function httpBenchmarks(): Promise<BenchResult[]> {
     await execLoad(agent.url, 4, 2); // warm up
     for (const connections of [1, 8, 32]) {
       const ours = await execLoad(agent.url, connections, 8);
-      const raw = await runConcurrently(connections * 100, connections, rawSpawn);
+      const raw = await runConcurrently(connections * 100, connections, rawSpawnTrue);
       const rawRate = ((connections * 100) / raw.wallMs) * 1000;
       results.push(
         compare(

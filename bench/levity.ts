@@ -13,20 +13,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createLevityClient, type LevityClient } from '../apps/levity/src/levity-client.js';
-import { compare, quantile, runConcurrently, type BenchResult } from './report.js';
+import { compare, quantile, runConcurrently, type BenchResult, rawSpawnTrue } from './report.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BUILT_CLI = fileURLToPath(new URL('../apps/levity/dist/levity.js', import.meta.url));
-
-function rawSpawn(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/bin/true', [], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    child.stdout.resume();
-    child.stderr.resume();
-    child.once('error', reject);
-    child.once('close', () => resolve());
-  });
-}
 
 /** Start levityd (sources through tsx) and wait for its `Listening on` line. */
 async function startLevityd(): Promise<{ address: string; child: ChildProcess }> {
@@ -91,12 +81,12 @@ export async function levityBenchmarks(): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
   try {
     // Round trip at concurrency 1: alternate rounds so machine noise hits both alike.
-    await runConcurrently(20, 1, rawSpawn);
+    await runConcurrently(20, 1, rawSpawnTrue);
     await runConcurrently(20, 1, () => roundTrip(client));
     const raw: number[] = [];
     const ours: number[] = [];
     for (let round = 0; round < 4; round += 1) {
-      raw.push(...(await runConcurrently(50, 1, rawSpawn)).latenciesMs);
+      raw.push(...(await runConcurrently(50, 1, rawSpawnTrue)).latenciesMs);
       ours.push(...(await runConcurrently(50, 1, () => roundTrip(client))).latenciesMs);
     }
     results.push(
@@ -113,13 +103,13 @@ export async function levityBenchmarks(): Promise<BenchResult[]> {
 
     // StartTask throughput at concurrency 8.
     const total = 800;
-    await runConcurrently(40, 8, rawSpawn);
+    await runConcurrently(40, 8, rawSpawnTrue);
     await runConcurrently(40, 8, async () => void (await client.start({ binary: '/bin/true' })));
     let rawWallMs = 0;
     let oursWallMs = 0;
     const startLatencies: number[] = [];
     for (let round = 0; round < 4; round += 1) {
-      rawWallMs += (await runConcurrently(total / 4, 8, rawSpawn)).wallMs;
+      rawWallMs += (await runConcurrently(total / 4, 8, rawSpawnTrue)).wallMs;
       const run = await runConcurrently(
         total / 4,
         8,

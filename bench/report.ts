@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+
 /** One comparison: overthere's number beside the baseline's, and their ratio. */
 export interface BenchResult {
   name: string;
@@ -92,4 +94,15 @@ export async function runConcurrently(
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   return { latenciesMs, wallMs: performance.now() - begin };
+}
+
+/** The baseline for task start→exit: `/bin/true` by raw child_process.spawn, in its own group like a task. */
+export function rawSpawnTrue(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/bin/true', [], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    child.stdout.resume();
+    child.stderr.resume();
+    child.once('error', reject);
+    child.once('close', () => resolve());
+  });
 }

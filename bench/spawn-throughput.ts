@@ -2,20 +2,9 @@
  * Start→exit of `/bin/true`: supervisor + runtime-local beside raw
  * `child_process.spawn`, at concurrency 1 and 16.
  */
-import { spawn } from 'node:child_process';
 import { createSupervisor } from '@overthere/core';
 import { createLocalRuntime } from '@overthere/runtime-local';
-import { compare, quantile, runConcurrently, type BenchResult } from './report.js';
-
-function rawSpawn(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/bin/true', [], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    child.stdout.resume();
-    child.stderr.resume();
-    child.once('error', reject);
-    child.once('close', () => resolve());
-  });
-}
+import { compare, quantile, runConcurrently, type BenchResult, rawSpawnTrue } from './report.js';
 
 export async function spawnBenchmarks(): Promise<BenchResult[]> {
   const runtime = createLocalRuntime();
@@ -31,12 +20,12 @@ export async function spawnBenchmarks(): Promise<BenchResult[]> {
       [16, 1600],
     ] as const) {
       // Warm both paths, then alternate rounds so machine noise hits both alike.
-      await runConcurrently(20, concurrency, rawSpawn);
+      await runConcurrently(20, concurrency, rawSpawnTrue);
       await runConcurrently(20, concurrency, viaSupervisor);
       const raw = { latenciesMs: [] as number[], wallMs: 0 };
       const ours = { latenciesMs: [] as number[], wallMs: 0 };
       for (let round = 0; round < 4; round += 1) {
-        const r = await runConcurrently(total / 4, concurrency, rawSpawn);
+        const r = await runConcurrently(total / 4, concurrency, rawSpawnTrue);
         const o = await runConcurrently(total / 4, concurrency, viaSupervisor);
         raw.latenciesMs.push(...r.latenciesMs);
         raw.wallMs += r.wallMs;

@@ -1,11 +1,5 @@
 import { defineConfig } from 'tsup';
+import base from '../../tsup.config.base.js';
 
-export default defineConfig({
-  entry: ['src/main.ts'],
-  format: ['esm'],
-  // An app, not a library: no declarations.
-  dts: false,
-  sourcemap: true,
-  clean: true,
-  target: 'node20',
-});
+// An app, not a library: one entry, no declarations.
+export default defineConfig({ ...base, entry: ['src/main.ts'], dts: false });

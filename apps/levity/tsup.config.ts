@@ -1,12 +1,9 @@
 import { defineConfig } from 'tsup';
+import base from '../../tsup.config.base.js';
 
+// One file per bin; proto/levity.proto ships beside dist/ and is found at ../proto from either.
 export default defineConfig({
-  // One file per bin; proto/levity.proto ships beside dist/ and is found at ../proto from either.
+  ...base,
   entry: { levityd: 'src/levityd-main.ts', levity: 'src/levity-main.ts' },
-  format: ['esm'],
-  // An app, not a library: no declarations.
   dts: false,
-  sourcemap: true,
-  clean: true,
-  target: 'node20',
 });
