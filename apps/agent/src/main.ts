@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { pino } from 'pino';
-import { createFileTaskStore, createSupervisor, type Logger } from '@overthere/core';
+import { createFileTaskStore, createSupervisor, lockDataDir, type Logger } from '@overthere/core';
 import { createLocalRuntime } from '@overthere/runtime-local';
 import { createHttpAgent } from '@overthere/transport-http';
 import { USAGE, parseAgentCommand, type AgentOptions } from './options.js';
@@ -18,6 +18,8 @@ async function run(options: AgentOptions): Promise<void> {
     { name: 'overthere-agent', level: options.logLevel },
     pino.destination({ dest: 2, sync: true }),
   ) as unknown as Logger;
+  // Two agents on one data dir would overwrite each other's records.
+  const lock = await lockDataDir(options.dataDir, 'overthere-agent');
   const runtime = createLocalRuntime({ logger });
   const supervisor = await createSupervisor({
     runtime,
@@ -47,6 +49,7 @@ async function run(options: AgentOptions): Promise<void> {
   } catch (error) {
     await supervisor.close();
     await runtime.dispose();
+    await lock.release();
     throw error;
   }
   process.stderr.write(
@@ -62,6 +65,7 @@ async function run(options: AgentOptions): Promise<void> {
       await agent.close();
       await supervisor.close();
       await runtime.dispose();
+      await lock.release();
     })().then(
       () => process.exit(0),
       (error: unknown) => {

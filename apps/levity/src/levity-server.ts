@@ -7,14 +7,15 @@ import * as grpc from '@grpc/grpc-js';
 import {
   createFileTaskStore,
   createSupervisor,
+  lockDataDir,
   noopLogger,
+  type DataDirLock,
   type Logger,
   type Supervisor,
   type TaskStore,
 } from '@overthere/core';
 import { createLocalRuntime } from '@overthere/runtime-local';
 import { joinHostPort, splitHostPort } from './address.js';
-import { lockDataDir, type DataDirLock } from './data-dir.js';
 import { loadLevityProto } from './proto.js';
 import { createTaskManager } from './task-manager.js';
 
@@ -68,7 +69,7 @@ function bind(server: grpc.Server, target: string, credentials: grpc.ServerCrede
 export async function createLevityServer(options: LevityServerOptions): Promise<LevityServer> {
   const logger = options.logger ?? noopLogger;
   let lock: DataDirLock | undefined;
-  if (options.dataDir !== undefined) lock = await lockDataDir(options.dataDir);
+  if (options.dataDir !== undefined) lock = await lockDataDir(options.dataDir, 'levityd');
   const runtime = createLocalRuntime({ logger });
   let supervisor: Supervisor;
   let store: TaskStore | undefined;

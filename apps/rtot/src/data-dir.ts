@@ -1,67 +1,11 @@
 /**
- * The data directory's own files (the task store keeps `tasks/`): a pid lock so
- * two servers never share it, the job id counter, and the scripts jobs run.
+ * The data directory's own files (the task store keeps `tasks/`, core's
+ * lockDataDir the pid lock): the job id counter, and the scripts jobs run.
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-
-/** Atomically replace `file` with `text` (temp file, fsync, rename). */
-async function writeAtomically(file: string, text: string): Promise<void> {
-  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-  const handle = await open(temp, 'w', 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, file);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Held while a server uses the directory; `release` removes the lock file. */
-export interface DataDirLock {
-  release(): Promise<void>;
-}
-
-/**
- * Create the data directory (mode 0700) and take its lock: `rtot-server.pid`
- * holding our pid. A lock left by a process that is gone is taken over.
- * Throws when a live process holds it.
- */
-export async function lockDataDir(dir: string): Promise<DataDirLock> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const file = path.join(dir, 'rtot-server.pid');
-  for (let attempt = 0; attempt < 3; attempt += 1) {
-    try {
-      await writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-      return {
-        async release() {
-          const holder = await readFile(file, 'utf8').catch(() => '');
-          if (Number(holder.trim()) === process.pid) await rm(file, { force: true });
-        },
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) {
-      throw new Error(`data dir ${dir} is in use by rtot-server pid ${holder}`);
-    }
-    await rm(file, { force: true });
-  }
-  throw new Error(`could not lock data dir ${dir}`);
-}
+import { writeFileAtomic } from '@overthere/core';
 
 /**
  * Job ids: integers from 0, never reused, across restarts too. The next id is
@@ -88,7 +32,7 @@ export async function openJobIds(dir: string): Promise<JobIds> {
       .then(async () => {
         const value = next;
         if (value <= written) return;
-        await writeAtomically(file, `${value}\n`);
+        await writeFileAtomic(file, `${value}\n`);
         written = value;
       });
     return chain;

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import {
   createFileTaskStore,
   createSupervisor,
+  lockDataDir,
   noopLogger,
   type Logger,
   type Supervisor,
@@ -18,7 +19,7 @@ import {
   type HttpTlsOptions,
   type StartedHttpServer,
 } from '@overthere/transport-http';
-import { lockDataDir, openJobIds, openScriptFiles } from './data-dir.js';
+import { openJobIds, openScriptFiles } from './data-dir.js';
 import { createJobs, type Jobs } from './jobs.js';
 import { rtotRoutes } from './rtot-routes.js';
 
@@ -68,7 +69,7 @@ export function defaultJobEnv(env: NodeJS.ProcessEnv): Record<string, string | u
 
 export async function createRtotServer(options: RtotServerOptions): Promise<RtotServer> {
   const logger = options.logger ?? noopLogger;
-  const lock = await lockDataDir(options.dataDir);
+  const lock = await lockDataDir(options.dataDir, 'rtot-server');
   try {
     const scripts = await openScriptFiles(options.dataDir);
     const ids = await openJobIds(options.dataDir);

@@ -63,3 +63,5 @@ export type {
   MemoryRuntimeOptions,
 } from './memory-runtime.js';
 export { isLoopbackHost, secretsEqual } from './security.js';
+export { lockDataDir, writeFileAtomic } from './data-dir.js';
+export type { DataDirLock } from './data-dir.js';
