@@ -2,8 +2,7 @@
  * The data directory's own files (the task store keeps `tasks/`, core's
  * lockDataDir the pid lock): the job id counter, and the scripts jobs run.
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '@overthere/core';
 
