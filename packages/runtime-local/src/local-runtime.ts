@@ -303,7 +303,9 @@ function buildEnv(
   spec: TaskSpec,
   base: Readonly<Record<string, string>>,
   user: Credentials | undefined,
-): Record<string, string> {
+): Readonly<Record<string, string>> {
+  // The common case needs no copy: the base is frozen and spawn only reads it.
+  if (spec.inheritEnv !== false && user === undefined && spec.env === undefined) return base;
   const env: Record<string, string> = spec.inheritEnv === false ? {} : { ...base };
   if (user !== undefined) {
     if (user.home !== undefined) env.HOME = user.home;

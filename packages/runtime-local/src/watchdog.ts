@@ -116,10 +116,19 @@ export function createWatchdog(options: WatchdogOptions): Watchdog {
     return true;
   }
 
-  function write(line: string): void {
+  // Lines written in one burst (many spawns ending in the same tick) go out
+  // in one write: flushed in a microtask, before the event loop moves on.
+  let pending = '';
+  function flush(): void {
+    const lines = pending;
+    pending = '';
     const stdin = child?.stdin;
     if (!stdin || stdin.destroyed || stdin.writableEnded) return;
-    stdin.write(`${line}\n`);
+    stdin.write(lines);
+  }
+  function write(line: string): void {
+    if (pending === '') queueMicrotask(flush);
+    pending += `${line}\n`;
   }
 
   return {
@@ -140,6 +149,7 @@ export function createWatchdog(options: WatchdogOptions): Watchdog {
       closed = true;
       const current = child;
       if (current === undefined) return;
+      flush();
       current.stdin?.end();
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
