@@ -260,6 +260,26 @@ describe('supervisor', () => {
     }
   });
 
+  it('does not collect a finished task while its output is being read', async () => {
+    const local = createMemoryRuntime();
+    const other = await createSupervisor({ runtime: local, ttlMs: 20 });
+    try {
+      const task = await other.create({ command: ['echo', 'still here'] });
+      await other.wait(task.id);
+      const reader = other.output(task.id).read({ follow: true });
+      const first = await reader.next();
+      expect(first.value).toMatchObject({ type: 'frame' });
+      const removed = new Promise((resolve) => other.on('task-remove', resolve));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(other.list().map((item) => item.id)).toEqual([task.id]);
+      expect((await reader.next()).done).toBe(true);
+      expect(await removed).toBe(task.id);
+    } finally {
+      await other.close();
+      await local.dispose();
+    }
+  });
+
   it('keeps finished tasks for a ttlMs longer than setTimeout can wait', async () => {
     const local = createMemoryRuntime();
     const other = await createSupervisor({ runtime: local, ttlMs: 2 ** 31 + 60_000 });

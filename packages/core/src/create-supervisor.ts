@@ -61,6 +61,9 @@ interface SandboxEntry {
 
 const now = () => new Date().toISOString();
 
+/** A task due for collection while its output is being read waits this long, again and again. */
+const COLLECTION_RETRY_MS = 1_000;
+
 /** setTimeout's longest delay; a longer one would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -398,14 +401,22 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   function scheduleCollection(entry: TaskEntry): void {
     if (options.ttlMs === undefined || closing) return;
     const endedAt = Date.parse(entry.info.endedAt ?? now());
-    const delay = Math.max(0, endedAt + options.ttlMs - Date.now());
+    collectAfter(entry, Math.max(0, endedAt + options.ttlMs - Date.now()));
+  }
+
+  /** Remove a finished task after `delayMs`, later while someone still reads its output. */
+  function collectAfter(entry: TaskEntry, delayMs: number): void {
     entry.gcTimer = setLongTimeout(
       () => {
+        if (entry.log.readers > 0) {
+          collectAfter(entry, COLLECTION_RETRY_MS);
+          return;
+        }
         remove(entry.info.id).catch((error: unknown) => {
           logger.warn({ err: error, taskId: entry.info.id }, 'collecting finished task failed');
         });
       },
-      delay,
+      delayMs,
       { unref: true },
     );
   }

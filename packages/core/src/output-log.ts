@@ -75,6 +75,8 @@ export interface OutputLog {
   readonly firstSeq: number;
   /** True once `end()` was called: no more frames will come. */
   readonly ended: boolean;
+  /** Readers iterating right now (from their first `next()` until they finish). */
+  readonly readers: number;
   /** Total bytes ever written to `stream` (= the offset its next byte will get). */
   bytes(stream: OutputStream): number;
   /**

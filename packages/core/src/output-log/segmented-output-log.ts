@@ -115,6 +115,8 @@ function checkPosition(name: string, value: number | undefined): number | undefi
 class SegmentedOutputLog implements OutputLog {
   private readonly settings: Settings;
   /** Undefined for a memory-only log, and after a write failed. */
+  /** Readers iterating right now (the supervisor's GC waits for them). */
+  private activeReaders = 0;
   private store: SegmentStore | undefined;
   /** Kept after a failure: what was written stays readable. */
   private readonly disk: SegmentStore | undefined;
@@ -167,6 +169,10 @@ class SegmentedOutputLog implements OutputLog {
 
   get ended(): boolean {
     return this.isEnded;
+  }
+
+  get readers(): number {
+    return this.activeReaders;
   }
 
   bytes(stream: OutputStream): number {
@@ -466,6 +472,7 @@ class SegmentedOutputLog implements OutputLog {
     let wake: (() => void) | undefined;
     const onAbort = (): void => wake?.();
     signal?.addEventListener('abort', onAbort);
+    this.activeReaders += 1;
     try {
       let cursor = request.startSeq;
       if (request.startGap) {
@@ -573,6 +580,7 @@ class SegmentedOutputLog implements OutputLog {
         };
       }
     } finally {
+      this.activeReaders -= 1;
       signal?.removeEventListener('abort', onAbort);
       if (wake !== undefined) this.waiters.delete(wake);
       await reader?.close();
