@@ -6,7 +6,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSupervisor } from '@overthere/core';
 import type { Process, Runtime, Supervisor, TaskSpec } from '@overthere/core';
-import { shellFixtures } from './fixtures.js';
 import type { FixtureSpec, RuntimeFixtures } from './fixtures.js';
 import {
   capture,
@@ -17,6 +16,7 @@ import {
   procStat,
   rejection,
   within,
+  suiteSettings,
 } from './helpers.js';
 
 /** Everything of a TaskSpec but what to run. */
@@ -93,22 +93,8 @@ function borrowEnv(name: string, value: string): () => void {
  * that asking for them is `UNSUPPORTED`.
  */
 export function describeRuntime(options: DescribeRuntimeOptions): void {
-  const scale = options.timeScale ?? 1;
-  if (!(scale > 0)) throw new Error('timeScale must be a positive number');
-  const fixtures: RuntimeFixtures = { ...shellFixtures, ...options.fixtures };
+  const { fixtures, waitMs: WAIT_MS, testMs: TEST_MS, spec } = suiteSettings(options);
   const base = options.baseSpec ?? {};
-  /** Bound on any one wait inside a test. */
-  const WAIT_MS = Math.round(10_000 * scale);
-  /** Test timeout: longer than any one wait, so the wait's message is what fails. */
-  const TEST_MS = Math.round(25_000 * scale);
-
-  const spec = (fragment: FixtureSpec, extra: BaseTaskSpec = {}): TaskSpec => {
-    const result: TaskSpec = { ...base, ...fragment, ...extra };
-    if (base.env !== undefined || extra.env !== undefined) {
-      result.env = { ...base.env, ...extra.env };
-    }
-    return result;
-  };
   const context = () => ({ taskId: `conformance-${randomUUID()}` });
 
   describe(`runtime conformance: ${options.name}`, async () => {

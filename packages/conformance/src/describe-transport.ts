@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSupervisor } from '@overthere/core';
 import type { Runtime, Supervisor, SupervisorOptions, TaskInfo, TaskSpec } from '@overthere/core';
 import { describeRuntime, type BaseTaskSpec } from './describe-runtime.js';
-import { shellFixtures, type FixtureSpec, type RuntimeFixtures } from './fixtures.js';
-import { describeError, hasCode, rejection, within } from './helpers.js';
+import { type FixtureSpec, type RuntimeFixtures } from './fixtures.js';
+import { describeError, hasCode, rejection, suiteSettings, within } from './helpers.js';
 import type {
   TransportClient,
   TransportHarness,
@@ -82,20 +82,9 @@ function concat(frames: readonly Frame[], stream?: 'stdout' | 'stderr'): Buffer 
  * ```
  */
 export function describeTransport(options: DescribeTransportOptions): void {
-  const scale = options.timeScale ?? 1;
-  if (!(scale > 0)) throw new Error('timeScale must be a positive number');
-  const fixtures: RuntimeFixtures = { ...shellFixtures, ...options.fixtures };
+  const { fixtures, waitMs: WAIT_MS, testMs: TEST_MS, spec } = suiteSettings(options);
   const base = options.baseSpec ?? {};
-  const WAIT_MS = Math.round(10_000 * scale);
-  const TEST_MS = Math.round(25_000 * scale);
-
-  const spec = (fragment: FixtureSpec, extra: BaseTaskSpec = {}): TaskSpec => {
-    const result: TaskSpec = { ...base, ...fragment, ...extra };
-    if (base.env !== undefined || extra.env !== undefined) {
-      result.env = { ...base.env, ...extra.env };
-    }
-    return result;
-  };
+  const scale = options.timeScale ?? 1;
 
   describe(`transport conformance: ${options.name}`, async () => {
     // Created while collecting: `it.skipIf` needs the capabilities now.

@@ -2,7 +2,8 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { OverthereError } from '@overthere/core';
-import type { ErrorCode, ExitStatus, Process } from '@overthere/core';
+import type { ErrorCode, ExitStatus, Process, TaskSpec } from '@overthere/core';
+import { shellFixtures, type FixtureSpec, type RuntimeFixtures } from './fixtures.js';
 
 /** Resolve or reject with `promise`, or reject after `ms` naming `what` did not happen. */
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -154,4 +155,38 @@ export function procStat(pid: number): ProcStat | undefined {
 export function procAlive(pid: number): boolean {
   const stat = procStat(pid);
   return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X';
+}
+
+/** What both suites derive from their options: fixtures, time bounds, and a spec builder. */
+export interface SuiteSettings {
+  fixtures: RuntimeFixtures;
+  /** Bound on any one wait inside a test. */
+  waitMs: number;
+  /** Test timeout: longer than any one wait, so the wait's message is what fails. */
+  testMs: number;
+  /** A fixture merged over the base spec (env merged key by key), plus extras. */
+  spec: (fragment: FixtureSpec, extra?: Omit<TaskSpec, 'command' | 'script'>) => TaskSpec;
+}
+
+/** Settings from a suite's `timeScale`, `fixtures` and `baseSpec` options. */
+export function suiteSettings(options: {
+  timeScale?: number | undefined;
+  fixtures?: Partial<RuntimeFixtures> | undefined;
+  baseSpec?: Omit<TaskSpec, 'command' | 'script'> | undefined;
+}): SuiteSettings {
+  const scale = options.timeScale ?? 1;
+  if (!(scale > 0)) throw new Error('timeScale must be a positive number');
+  const base = options.baseSpec ?? {};
+  return {
+    fixtures: { ...shellFixtures, ...options.fixtures },
+    waitMs: Math.round(10_000 * scale),
+    testMs: Math.round(25_000 * scale),
+    spec: (fragment, extra = {}) => {
+      const result: TaskSpec = { ...base, ...fragment, ...extra };
+      if (base.env !== undefined || extra.env !== undefined) {
+        result.env = { ...base.env, ...extra.env };
+      }
+      return result;
+    },
+  };
 }
