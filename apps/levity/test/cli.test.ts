@@ -3,40 +3,10 @@
  * codes, in the original's format and with `--json`.
  */
 import { realpath } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  UUID,
-  handle,
-  levity,
-  protoClient,
-  startLevityd,
-  stopAllDaemons,
-  tempDir,
-  waitForState,
-  type ProtoClient,
-  type RunningDaemon,
-} from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { handle, levity, useLevityd, UUID, waitForState } from './helpers.js';
 
-let daemon: RunningDaemon;
-let client: ProtoClient;
-let temp: { dir: string; remove(): Promise<void> };
-
-beforeAll(async () => {
-  temp = await tempDir('levity-cli-');
-  daemon = await startLevityd(['--grace', '1s']);
-  client = protoClient(daemon.address);
-});
-
-afterAll(async () => {
-  client?.close();
-  await stopAllDaemons();
-  await temp?.remove();
-});
-
-async function start(args: string[]): Promise<string> {
-  const response = await client.startTask({ binary: args[0], args: args.slice(1) });
-  return response.task_id!.id!;
-}
+const fixture = useLevityd({ tempPrefix: 'levity-cli-', args: () => ['--grace', '1s'] });
 
 /** One line on stderr, nothing on stdout, exit 1. */
 function expectFailure(
@@ -67,7 +37,7 @@ describe.concurrent('levity CLI', () => {
     // (Every message is in levity-cli.test.ts; here: how the CLI reports them.)
     const [noAddress, badTimeout] = await Promise.all([
       levity(['query', 'x']),
-      levity(['-a', daemon.address, '-t', '5', 'query', 'x']),
+      levity(['-a', fixture.daemon.address, '-t', '5', 'query', 'x']),
     ]);
     expectFailure(
       noAddress,
@@ -79,10 +49,10 @@ describe.concurrent('levity CLI', () => {
   it('starts with -d and -D, prints the state and exit code, splits the logs', async () => {
     const started = await levity([
       '-a',
-      daemon.address,
+      fixture.daemon.address,
       'start',
       '-d',
-      temp.dir,
+      fixture.temp.dir,
       '-D',
       'GREETING=hello there',
       '-DEMPTY',
@@ -93,50 +63,50 @@ describe.concurrent('levity CLI', () => {
     expect(started).toMatchObject({ code: 0, stderr: '' });
     const id = started.stdout.trim();
     expect(id).toMatch(UUID);
-    await waitForState(client, id, ['Finished']);
+    await waitForState(fixture.client, id, ['Finished']);
 
-    expect(await levity(['-a', daemon.address, 'query', id])).toMatchObject({
+    expect(await levity(['-a', fixture.daemon.address, 'query', id])).toMatchObject({
       code: 0,
       stdout: 'Finished\n3\n',
       stderr: '',
     });
-    expect(await levity(['-a', daemon.address, 'logs', id])).toMatchObject({
+    expect(await levity(['-a', fixture.daemon.address, 'logs', id])).toMatchObject({
       code: 0,
-      stdout: `hello there\n${await realpath(temp.dir)}\n`,
+      stdout: `hello there\n${await realpath(fixture.temp.dir)}\n`,
       stderr: 'to-stderr\n',
     });
   });
 
   it('passes the task’s own flags through, with or without --', async () => {
     const results = await Promise.all([
-      levity(['-a', daemon.address, 'start', '--', 'printf', '%s|', '-a', '-la', '--x']),
-      levity(['-a', daemon.address, 'start', 'printf', '%s|', '-a', '-la', '--x']),
+      levity(['-a', fixture.daemon.address, 'start', '--', 'printf', '%s|', '-a', '-la', '--x']),
+      levity(['-a', fixture.daemon.address, 'start', 'printf', '%s|', '-a', '-la', '--x']),
     ]);
     for (const started of results) {
       expect(started.code).toBe(0);
       const id = started.stdout.trim();
-      await waitForState(client, id, ['Finished']);
-      expect((await client.fetchLogs(handle(id))).stdout?.toString()).toBe('-a|-la|--x|');
+      await waitForState(fixture.client, id, ['Finished']);
+      expect((await fixture.client.fetchLogs(handle(id))).stdout?.toString()).toBe('-a|-la|--x|');
     }
   });
 
   it('prints nothing for signal', async () => {
-    const id = await start(['sleep', '30']);
-    expect(await levity(['-a', daemon.address, 'signal', id])).toMatchObject({
+    const id = await fixture.start(['sleep', '30']);
+    expect(await levity(['-a', fixture.daemon.address, 'signal', id])).toMatchObject({
       code: 0,
       stdout: '',
       stderr: '',
     });
-    expect(await waitForState(client, id, ['Finished'])).toEqual({
+    expect(await waitForState(fixture.client, id, ['Finished'])).toEqual({
       status_code: 'Finished',
       exit_code: -1,
     });
   });
 
   it('writes the task’s bytes as they are', async () => {
-    const id = await start(['printf', '\\000\\377\\n\\303']);
-    await waitForState(client, id, ['Finished']);
-    const logs = await levity(['-a', daemon.address, 'logs', id]);
+    const id = await fixture.start(['printf', '\\000\\377\\n\\303']);
+    await waitForState(fixture.client, id, ['Finished']);
+    const logs = await levity(['-a', fixture.daemon.address, 'logs', id]);
     expect(logs.stdoutBytes).toEqual(Buffer.from([0, 0xff, 0x0a, 0xc3]));
   });
 
@@ -144,7 +114,7 @@ describe.concurrent('levity CLI', () => {
     const started = await levity([
       '--json',
       '-a',
-      daemon.address,
+      fixture.daemon.address,
       'start',
       'sh',
       '-c',
@@ -153,22 +123,22 @@ describe.concurrent('levity CLI', () => {
     expect(started.code).toBe(0);
     const { id } = JSON.parse(started.stdout) as { id: string };
     expect(id).toMatch(UUID);
-    await waitForState(client, id, ['Finished']);
+    await waitForState(fixture.client, id, ['Finished']);
 
-    const query = await levity(['-a', daemon.address, 'query', '--json', id]);
+    const query = await levity(['-a', fixture.daemon.address, 'query', '--json', id]);
     expect(JSON.parse(query.stdout)).toEqual({ state: 'Finished', exit_code: 4 });
-    const logs = await levity(['-a', daemon.address, 'logs', '--json', id]);
+    const logs = await levity(['-a', fixture.daemon.address, 'logs', '--json', id]);
     expect(JSON.parse(logs.stdout)).toEqual({ stdout: 'out\n', stderr: 'err\n' });
     expect(logs.stderr).toBe('');
-    const signal = await levity(['-a', daemon.address, 'signal', '--json', id]);
+    const signal = await levity(['-a', fixture.daemon.address, 'signal', '--json', id]);
     expect(JSON.parse(signal.stdout)).toEqual({ id });
 
-    const binaryId = await start(['printf', '\\377']);
-    await waitForState(client, binaryId, ['Finished']);
-    const binaryLogs = await levity(['-a', daemon.address, 'logs', '--json', binaryId]);
+    const binaryId = await fixture.start(['printf', '\\377']);
+    await waitForState(fixture.client, binaryId, ['Finished']);
+    const binaryLogs = await levity(['-a', fixture.daemon.address, 'logs', '--json', binaryId]);
     expect(JSON.parse(binaryLogs.stdout)).toEqual({ stdout_base64: '/w==', stderr: '' });
 
-    const missing = await levity(['--json', '-a', daemon.address, 'query', 'nope']);
+    const missing = await levity(['--json', '-a', fixture.daemon.address, 'query', 'nope']);
     expect(missing.code).toBe(1);
     expect(JSON.parse(missing.stderr)).toEqual({
       error: {

@@ -6,53 +6,31 @@ import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  REPO_ROOT,
-  handle,
-  levity,
-  protoClient,
-  startLevityd,
-  stopAllDaemons,
-  tempDir,
-  waitFor,
-  waitForState,
-  type ProtoClient,
-  type RunningDaemon,
-} from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { handle, levity, REPO_ROOT, useLevityd, waitFor, waitForState } from './helpers.js';
 
-let daemon: RunningDaemon;
-let client: ProtoClient;
-let temp: { dir: string; remove(): Promise<void> };
-
-beforeAll(async () => {
-  temp = await tempDir('levity-follow-');
-  daemon = await startLevityd(['--grace', '1s']);
-  client = protoClient(daemon.address);
-});
-
-afterAll(async () => {
-  client?.close();
-  await stopAllDaemons();
-  await temp?.remove();
-});
-
-async function start(args: string[]): Promise<string> {
-  const response = await client.startTask({ binary: args[0], args: args.slice(1) });
-  return response.task_id!.id!;
-}
+const fixture = useLevityd({ tempPrefix: 'levity-follow-', args: () => ['--grace', '1s'] });
 
 describe.concurrent('logs -f', () => {
   it('delivers output while the task runs, and exits 0 once it has ended', async () => {
-    const gate = path.join(temp.dir, 'gate');
-    const id = await start([
+    const gate = path.join(fixture.temp.dir, 'gate');
+    const id = await fixture.start([
       'sh',
       '-c',
       `echo first; echo warn >&2; while [ ! -e ${gate} ]; do sleep 0.05; done; echo second; exit 7`,
     ]);
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'apps/levity/src/levity-main.ts', '-a', daemon.address, 'logs', '-f', id],
+      [
+        '--import',
+        'tsx',
+        'apps/levity/src/levity-main.ts',
+        '-a',
+        fixture.daemon.address,
+        'logs',
+        '-f',
+        id,
+      ],
       { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';
@@ -67,23 +45,30 @@ describe.concurrent('logs -f', () => {
       () => (stdout === 'first\n' && stderr === 'warn\n' ? true : undefined),
       10_000,
     );
-    expect(await client.queryTask(handle(id))).toEqual({ status_code: 'Running' });
+    expect(await fixture.client.queryTask(handle(id))).toEqual({ status_code: 'Running' });
     expect(child.exitCode).toBeNull();
 
     await writeFile(gate, '');
     expect(await exited).toBe(0);
     expect(stdout).toBe('first\nsecond\n');
     expect(stderr).toBe('warn\n');
-    expect(await client.queryTask(handle(id))).toEqual({ status_code: 'Finished', exit_code: 7 });
+    expect(await fixture.client.queryTask(handle(id))).toEqual({
+      status_code: 'Finished',
+      exit_code: 7,
+    });
   });
 
   it('prints everything of a task that has ended, then exits', async () => {
-    const id = await start(['sh', '-c', 'for i in 1 2 3; do echo line $i; done; echo oops >&2']);
-    await waitForState(client, id, ['Finished']);
-    const result = await levity(['-a', daemon.address, 'logs', '-f', id]);
+    const id = await fixture.start([
+      'sh',
+      '-c',
+      'for i in 1 2 3; do echo line $i; done; echo oops >&2',
+    ]);
+    await waitForState(fixture.client, id, ['Finished']);
+    const result = await levity(['-a', fixture.daemon.address, 'logs', '-f', id]);
     expect(result).toMatchObject({ code: 0, stdout: 'line 1\nline 2\nline 3\n', stderr: 'oops\n' });
 
-    const json = await levity(['-a', daemon.address, '--json', 'logs', '--follow', id]);
+    const json = await levity(['-a', fixture.daemon.address, '--json', 'logs', '--follow', id]);
     const lines = json.stdout
       .trim()
       .split('\n')
@@ -103,12 +88,14 @@ describe.concurrent('logs -f', () => {
   });
 
   it('ends the stream when a signalled task ends', async () => {
-    const id = await start(['sh', '-c', 'echo Ready; exec sleep 60']);
+    const id = await fixture.start(['sh', '-c', 'echo Ready; exec sleep 60']);
     await waitFor('Ready', async () =>
-      (await client.fetchLogs(handle(id))).stdout?.toString() === 'Ready\n' ? true : undefined,
+      (await fixture.client.fetchLogs(handle(id))).stdout?.toString() === 'Ready\n'
+        ? true
+        : undefined,
     );
-    const following = client.followLogs(handle(id));
-    await client.signalTask(handle(id));
+    const following = fixture.client.followLogs(handle(id));
+    await fixture.client.signalTask(handle(id));
     const chunks = await following;
     expect(Buffer.concat(chunks.map((chunk) => chunk.stdout ?? Buffer.alloc(0))).toString()).toBe(
       'Ready\n',
@@ -116,13 +103,13 @@ describe.concurrent('logs -f', () => {
   });
 
   it('fails with one line for an unknown task', async () => {
-    const result = await levity(['-a', daemon.address, 'logs', '-f', 'nope']);
+    const result = await levity(['-a', fixture.daemon.address, 'logs', '-f', 'nope']);
     expect(result).toMatchObject({
       code: 1,
       stdout: '',
       stderr: 'levity: GRPC request failed: rpc error: code = Unknown desc = No such task: nope\n',
     });
-    await expect(client.followLogs(handle('nope'))).rejects.toMatchObject({
+    await expect(fixture.client.followLogs(handle('nope'))).rejects.toMatchObject({
       code: grpc.status.UNKNOWN,
       details: 'No such task: nope',
     });

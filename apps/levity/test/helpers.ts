@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { afterAll, beforeAll } from 'vitest';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const PROTO_FILE = fileURLToPath(new URL('../proto/levity.proto', import.meta.url));
@@ -378,5 +379,60 @@ export async function makePki(dir: string): Promise<TestPki> {
     clientKey: file('client.key'),
     strangerCert: file('stranger.pem'),
     strangerKey: file('stranger.key'),
+  };
+}
+
+/** One levityd for a test file, with a .proto client and (optionally) a temp dir. */
+export interface LevitydFixture {
+  readonly daemon: RunningDaemon;
+  readonly client: ProtoClient;
+  /** Present when `tempPrefix` was given. */
+  readonly temp: { dir: string; remove(): Promise<void> };
+  /** StartTask for `argv` (binary, then its arguments); resolves to the task id. */
+  start(argv: string[]): Promise<string>;
+}
+
+/**
+ * Start a levityd before the file's tests and stop it (and remove the temp
+ * dir) after them. `args` may use the temp dir, e.g. for `--data-dir`.
+ */
+export function useLevityd(
+  options: { tempPrefix?: string; args?: (tempDir: string | undefined) => string[] } = {},
+): LevitydFixture {
+  let daemon: RunningDaemon | undefined;
+  let client: ProtoClient | undefined;
+  let temp: { dir: string; remove(): Promise<void> } | undefined;
+  const ready = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined)
+      throw new Error(`levityd fixture: no ${what} (used outside the tests?)`);
+    return value;
+  };
+  beforeAll(async () => {
+    if (options.tempPrefix !== undefined) temp = await tempDir(options.tempPrefix);
+    daemon = await startLevityd(options.args?.(temp?.dir) ?? []);
+    client = protoClient(daemon.address);
+  });
+  afterAll(async () => {
+    client?.close();
+    await stopAllDaemons();
+    await temp?.remove();
+  });
+  return {
+    get daemon() {
+      return ready(daemon, 'daemon');
+    },
+    get client() {
+      return ready(client, 'client');
+    },
+    get temp() {
+      return ready(temp, 'temp dir');
+    },
+    async start(argv) {
+      const response = await ready(client, 'client').startTask({
+        binary: argv[0],
+        args: argv.slice(1),
+      });
+      return response.task_id!.id!;
+    },
   };
 }

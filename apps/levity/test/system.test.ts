@@ -6,38 +6,16 @@
  */
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  UUID,
-  handle,
-  levity,
-  protoClient,
-  startLevityd,
-  stopAllDaemons,
-  waitFor,
-  waitForState,
-  type ProtoClient,
-  type RunningDaemon,
-} from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { handle, levity, useLevityd, UUID, waitFor, waitForState } from './helpers.js';
 
-let daemon: RunningDaemon;
-let client: ProtoClient;
-
-beforeAll(async () => {
-  daemon = await startLevityd();
-  client = protoClient(daemon.address);
-});
-
-afterAll(async () => {
-  client?.close();
-  await stopAllDaemons();
-});
+const fixture = useLevityd();
 
 describe.concurrent('levity against levityd', () => {
   it('runs the happy path: start, Running, signal, Finished within 5 s, logs with ping 0', async () => {
     const started = await levity([
       '-a',
-      daemon.address,
+      fixture.daemon.address,
       'start',
       '--',
       'sh',
@@ -49,33 +27,35 @@ describe.concurrent('levity against levityd', () => {
     const id = started.stdout.trim();
     expect(id).toMatch(UUID);
 
-    const running = await levity(['-a', daemon.address, 'query', id]);
+    const running = await levity(['-a', fixture.daemon.address, 'query', id]);
     expect(running).toMatchObject({ code: 0, stdout: 'Running\n', stderr: '' });
 
     // The loop has printed its first line before it is asked to quit.
     await waitFor('ping 0', async () => {
-      const logs = await client.fetchLogs(handle(id));
+      const logs = await fixture.client.fetchLogs(handle(id));
       return logs.stdout?.toString().includes('ping 0') ? true : undefined;
     });
-    const signalled = await levity(['-a', daemon.address, 'signal', id]);
+    const signalled = await levity(['-a', fixture.daemon.address, 'signal', id]);
     expect(signalled).toMatchObject({ code: 0, stdout: '', stderr: '' });
 
     const t0 = Date.now();
-    await waitForState(client, id, ['Finished'], 5_000);
+    await waitForState(fixture.client, id, ['Finished'], 5_000);
     expect(Date.now() - t0).toBeLessThan(5_000);
 
     // SIGTERM ended sh: Finished, and -1 for a death by signal, as the original.
-    const finished = await levity(['-a', daemon.address, 'query', id]);
+    const finished = await levity(['-a', fixture.daemon.address, 'query', id]);
     expect(finished).toMatchObject({ code: 0, stdout: 'Finished\n-1\n', stderr: '' });
 
-    const logs = await levity(['-a', daemon.address, 'logs', id]);
+    const logs = await levity(['-a', fixture.daemon.address, 'logs', id]);
     expect(logs.code).toBe(0);
     expect(logs.stdout).toContain('ping 0');
   });
 
   it('exits 1 with one line on stderr for an unknown task id', async () => {
     const results = await Promise.all(
-      ['query', 'signal'].map((command) => levity(['-a', daemon.address, command, 'no-such-task'])),
+      ['query', 'signal'].map((command) =>
+        levity(['-a', fixture.daemon.address, command, 'no-such-task']),
+      ),
     );
     for (const result of results) {
       expect(result.code).toBe(1);
@@ -85,7 +65,11 @@ describe.concurrent('levity against levityd', () => {
       );
     }
     // Every call says so (the CLI's logs is in follow.test.ts and cli.test.ts).
-    for (const call of [client.queryTask, client.signalTask, client.fetchLogs]) {
+    for (const call of [
+      fixture.client.queryTask,
+      fixture.client.signalTask,
+      fixture.client.fetchLogs,
+    ]) {
       await expect(call(handle('no-such-task'))).rejects.toMatchObject({
         code: grpc.status.UNKNOWN,
         details: 'No such task: no-such-task',
@@ -111,7 +95,11 @@ describe.concurrent('levity against levityd', () => {
   });
 
   it('answers a request without a task id with an error, and keeps serving', async () => {
-    for (const call of [client.queryTask, client.signalTask, client.fetchLogs]) {
+    for (const call of [
+      fixture.client.queryTask,
+      fixture.client.signalTask,
+      fixture.client.fetchLogs,
+    ]) {
       for (const request of [{}, { task_id: {} }, { task_id: { id: '' } }]) {
         await expect(call(request)).rejects.toMatchObject({
           code: grpc.status.UNKNOWN,
@@ -119,14 +107,16 @@ describe.concurrent('levity against levityd', () => {
         });
       }
     }
-    await expect(client.followLogs({})).rejects.toMatchObject({ code: grpc.status.UNKNOWN });
-    await expect(client.startTask({})).rejects.toMatchObject({
+    await expect(fixture.client.followLogs({})).rejects.toMatchObject({
+      code: grpc.status.UNKNOWN,
+    });
+    await expect(fixture.client.startTask({})).rejects.toMatchObject({
       code: grpc.status.UNKNOWN,
       details: 'exec: "": executable file not found in $PATH',
     });
-    const { task_id } = await client.startTask({ binary: 'true' });
-    const status = await waitForState(client, task_id!.id!, ['Finished']);
+    const { task_id } = await fixture.client.startTask({ binary: 'true' });
+    const status = await waitForState(fixture.client, task_id!.id!, ['Finished']);
     expect(status).toEqual({ status_code: 'Finished', exit_code: 0 });
-    expect(daemon.process.exitCode).toBeNull();
+    expect(fixture.daemon.process.exitCode).toBeNull();
   });
 });

@@ -9,49 +9,33 @@ import { readFile, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  PROTO_FILE,
   handle,
   levity,
+  PROTO_FILE,
   protoClient,
   startLevityd,
-  stopAllDaemons,
-  tempDir,
+  useLevityd,
   waitFor,
   waitForState,
-  type ProtoClient,
-  type RunningDaemon,
 } from './helpers.js';
 
-let daemon: RunningDaemon;
-let client: ProtoClient;
-let temp: { dir: string; remove(): Promise<void> };
-let dataDir: string;
-
-beforeAll(async () => {
-  temp = await tempDir('levity-tasks-');
-  dataDir = path.join(temp.dir, 'data');
-  // The default grace period (5 s): the BrutallyKilled test is about it.
-  daemon = await startLevityd(['--data-dir', dataDir]);
-  client = protoClient(daemon.address);
-});
-
-afterAll(async () => {
-  client?.close();
-  await stopAllDaemons();
-  await temp?.remove();
+// The default grace period (5 s): the BrutallyKilled test is about it.
+const fixture = useLevityd({
+  tempPrefix: 'levity-tasks-',
+  args: (dir) => ['--data-dir', path.join(dir!, 'data')],
 });
 
 async function start(binary: string, args: string[] = [], extra: Record<string, unknown> = {}) {
-  const response = await client.startTask({ binary, args, ...extra });
+  const response = await fixture.client.startTask({ binary, args, ...extra });
   const id = response.task_id?.id;
   expect(id).toBeTypeOf('string');
   return id!;
 }
 
 async function stdoutOf(id: string): Promise<string> {
-  return ((await client.fetchLogs(handle(id))).stdout ?? Buffer.alloc(0)).toString();
+  return ((await fixture.client.fetchLogs(handle(id))).stdout ?? Buffer.alloc(0)).toString();
 }
 
 describe.concurrent('tasks', () => {
@@ -59,11 +43,11 @@ describe.concurrent('tasks', () => {
     const id = await start('sh', ['-c', "trap '' TERM; echo Ready; while :; do sleep 1; done"]);
     await waitFor('Ready', async () => ((await stdoutOf(id)).includes('Ready') ? true : undefined));
     const t0 = Date.now();
-    await client.signalTask(handle(id));
-    expect(await client.queryTask(handle(id))).toEqual({ status_code: 'Signalled' });
-    const end = await waitForState(client, id, ['BrutallyKilled', 'Finished'], 8_000);
+    await fixture.client.signalTask(handle(id));
+    expect(await fixture.client.queryTask(handle(id))).toEqual({ status_code: 'Signalled' });
+    const end = await waitForState(fixture.client, id, ['BrutallyKilled', 'Finished'], 8_000);
     const elapsed = Date.now() - t0;
-    // No exit code: the original's client only reads it for Finished.
+    // No exit code: the original's fixture.client only reads it for Finished.
     expect(end).toEqual({ status_code: 'BrutallyKilled' });
     expect(elapsed).toBeGreaterThanOrEqual(4_900);
     expect(elapsed).toBeLessThan(7_000);
@@ -71,7 +55,7 @@ describe.concurrent('tasks', () => {
 
   it('is Finished with the exit code of a program that exits 2', async () => {
     const id = await start('sh', ['-c', 'exit 2']);
-    expect(await waitForState(client, id, ['Finished'])).toEqual({
+    expect(await waitForState(fixture.client, id, ['Finished'])).toEqual({
       status_code: 'Finished',
       exit_code: 2,
     });
@@ -79,12 +63,12 @@ describe.concurrent('tasks', () => {
 
   it('is Finished with exit code 0 (sent, not left out) for a program that succeeds', async () => {
     const id = await start('true');
-    await waitForState(client, id, ['Finished']);
+    await waitForState(fixture.client, id, ['Finished']);
     // Decode the raw response: field 2 must be on the wire even though it is 0.
     const definition = protoLoader.loadSync(PROTO_FILE, { keepCase: true });
     const method = (definition['levity.TaskManager'] as protoLoader.ServiceDefinition).QueryTask!;
     const raw = await new Promise<Buffer>((resolve, reject) => {
-      const rawClient = new grpc.Client(daemon.address, grpc.credentials.createInsecure());
+      const rawClient = new grpc.Client(fixture.daemon.address, grpc.credentials.createInsecure());
       rawClient.makeUnaryRequest(
         method.path,
         (request: Buffer) => request,
@@ -107,20 +91,20 @@ describe.concurrent('tasks', () => {
       "trap 'echo bye; exit 0' TERM; echo Ready; while :; do sleep 0.1; done",
     ]);
     await waitFor('Ready', async () => ((await stdoutOf(id)).includes('Ready') ? true : undefined));
-    await client.signalTask(handle(id));
-    expect(await waitForState(client, id, ['Finished', 'BrutallyKilled'], 4_000)).toEqual({
+    await fixture.client.signalTask(handle(id));
+    expect(await waitForState(fixture.client, id, ['Finished', 'BrutallyKilled'], 4_000)).toEqual({
       status_code: 'Finished',
       exit_code: 0,
     });
     expect(await stdoutOf(id)).toBe('Ready\nbye\n');
     // Signalling a task that has ended is not an error (as the original).
-    await expect(client.signalTask(handle(id))).resolves.toEqual({});
+    await expect(fixture.client.signalTask(handle(id))).resolves.toEqual({});
   });
 
   it('runs touch, which creates its file', async () => {
-    const file = path.join(temp.dir, 'touched');
+    const file = path.join(fixture.temp.dir, 'touched');
     const id = await start('touch', [file]);
-    expect(await waitForState(client, id, ['Finished'])).toEqual({
+    expect(await waitForState(fixture.client, id, ['Finished'])).toEqual({
       status_code: 'Finished',
       exit_code: 0,
     });
@@ -129,7 +113,7 @@ describe.concurrent('tasks', () => {
 
   it('fails to start a missing binary, and registers nothing', async () => {
     // A server of its own, so that no other test's task is on its disk.
-    const ownData = path.join(temp.dir, 'missing-binary-data');
+    const ownData = path.join(fixture.temp.dir, 'missing-binary-data');
     const own = await startLevityd(['--data-dir', ownData]);
     const ownClient = protoClient(own.address);
     try {
@@ -142,7 +126,10 @@ describe.concurrent('tasks', () => {
         details: expect.stringContaining('ENOENT') as string,
       });
       await expect(
-        ownClient.startTask({ binary: 'true', working_dir: path.join(temp.dir, 'no-such-dir') }),
+        ownClient.startTask({
+          binary: 'true',
+          working_dir: path.join(fixture.temp.dir, 'no-such-dir'),
+        }),
       ).rejects.toMatchObject({
         code: grpc.status.UNKNOWN,
         details: expect.stringContaining('no-such-dir') as string,
@@ -165,34 +152,34 @@ describe.concurrent('tasks', () => {
     const id = await start('sh', ['-c', 'echo The value of FOO is $FOO'], {
       environment: { FOO: 'BAR' },
     });
-    await waitForState(client, id, ['Finished']);
+    await waitForState(fixture.client, id, ['Finished']);
     expect(await stdoutOf(id)).toContain('FOO is BAR');
 
     // `env` prints its whole environment: only what was sent.
     const bare = await start('env', [], { environment: { A: '1', B: 'two words' } });
-    await waitForState(client, bare, ['Finished']);
+    await waitForState(fixture.client, bare, ['Finished']);
     expect((await stdoutOf(bare)).split('\n').filter(Boolean).sort()).toEqual([
       'A=1',
       'B=two words',
     ]);
 
     const none = await start('env');
-    await waitForState(client, none, ['Finished']);
+    await waitForState(fixture.client, none, ['Finished']);
     expect(await stdoutOf(none)).toBe('');
   });
 
   it('runs in the working dir given, else in the server’s', async () => {
     const root = await start('pwd', [], { working_dir: '/' });
-    await waitForState(client, root, ['Finished']);
+    await waitForState(fixture.client, root, ['Finished']);
     expect(await stdoutOf(root)).toBe('/\n');
 
-    const dir = await start('pwd', [], { working_dir: temp.dir });
-    await waitForState(client, dir, ['Finished']);
-    expect(await stdoutOf(dir)).toBe(`${await realpath(temp.dir)}\n`);
+    const dir = await start('pwd', [], { working_dir: fixture.temp.dir });
+    await waitForState(fixture.client, dir, ['Finished']);
+    expect(await stdoutOf(dir)).toBe(`${await realpath(fixture.temp.dir)}\n`);
 
     // The test helpers start levityd in the repository root.
     const own = await start('pwd', [], { working_dir: '' });
-    await waitForState(client, own, ['Finished']);
+    await waitForState(fixture.client, own, ['Finished']);
     expect(await realpath((await stdoutOf(own)).trim())).toBe(
       await realpath(path.resolve(__dirname, '../../..')),
     );
@@ -208,19 +195,19 @@ describe.concurrent('tasks', () => {
       '$HOME',
       '*',
     ]);
-    await waitForState(client, id, ['Finished']);
-    const logs = await client.fetchLogs(handle(id));
+    await waitForState(fixture.client, id, ['Finished']);
+    const logs = await fixture.client.fetchLogs(handle(id));
     expect(logs.stdout?.toString()).toBe('a b||$HOME|*|');
     expect(logs.stderr?.toString()).toBe('oops\n');
   });
 
   it('stops the whole process group on signal, not just the main process', async () => {
-    const pidFile = path.join(temp.dir, 'grandchild.pid');
+    const pidFile = path.join(fixture.temp.dir, 'grandchild.pid');
     const id = await start('sh', ['-c', `sleep 300 & echo $! > ${pidFile}; echo Ready; wait`]);
     await waitFor('Ready', async () => ((await stdoutOf(id)).includes('Ready') ? true : undefined));
     const grandchild = Number((await readFile(pidFile, 'utf8')).trim());
-    await client.signalTask(handle(id));
-    await waitForState(client, id, ['Finished', 'BrutallyKilled']);
+    await fixture.client.signalTask(handle(id));
+    await waitForState(fixture.client, id, ['Finished', 'BrutallyKilled']);
     const alive = () => {
       try {
         process.kill(grandchild, 0);
@@ -234,9 +221,9 @@ describe.concurrent('tasks', () => {
 
   it('reports Running with no exit code while the task runs', async () => {
     const id = await start('sleep', ['30']);
-    expect(await client.queryTask(handle(id))).toEqual({ status_code: 'Running' });
-    await client.signalTask(handle(id));
-    expect(await waitForState(client, id, ['Finished'])).toEqual({
+    expect(await fixture.client.queryTask(handle(id))).toEqual({ status_code: 'Running' });
+    await fixture.client.signalTask(handle(id));
+    expect(await waitForState(fixture.client, id, ['Finished'])).toEqual({
       status_code: 'Finished',
       exit_code: -1,
     });
