@@ -4,35 +4,21 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import {
+  REPO_ROOT as repoRoot,
+  exitOf as exited,
+  spawnSource,
+  type Exit as ExitResult,
+} from '../../../test-support/app-process.js';
 
-export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url));
 const mainScript = 'apps/jobrunner/src/main.ts';
-
-export interface ExitResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
 
 /** Run `node --import tsx apps/jobrunner/src/main.ts` from the repo root. */
 export function spawnJobrunner(
   args: string[],
   env: Record<string, string | undefined>,
 ): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', mainScript, ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, JOBRUNNER_PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-}
-
-export function exited(child: ChildProcess): Promise<ExitResult> {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
-  }
-  return new Promise((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
+  return spawnSource(mainScript, args, { ...process.env, JOBRUNNER_PORT: '0', ...env });
 }
 
 /** Run jobrunner to completion (for --help, bad config…). */
@@ -187,3 +173,5 @@ export async function sha256File(path: string): Promise<string> {
 }
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+export { repoRoot, exited, type ExitResult };

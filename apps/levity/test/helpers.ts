@@ -9,53 +9,22 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  REPO_ROOT,
+  exitOf,
+  spawnSource,
+  testEnv,
+  type Exit,
+} from '../../../test-support/app-process.js';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll } from 'vitest';
 
-export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const PROTO_FILE = fileURLToPath(new URL('../proto/levity.proto', import.meta.url));
 const LEVITYD = path.join('apps', 'levity', 'src', 'levityd-main.ts');
 const LEVITY = path.join('apps', 'levity', 'src', 'levity-main.ts');
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-/** Our environment without LEVITY_* and the test runner's variables. */
-function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!key.startsWith('LEVITY_') && !key.startsWith('VITEST') && key !== 'NODE_OPTIONS') {
-      env[key] = value;
-    }
-  }
-  return { ...env, ...extra };
-}
-
-function spawnMain(
-  main: string,
-  args: readonly string[],
-  env: Record<string, string>,
-): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', main, ...args], {
-    cwd: REPO_ROOT,
-    env: baseEnv(env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-}
-
-export function exitOf(child: ChildProcess): Promise<Exit> {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
-  }
-  return new Promise((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-}
 
 export interface CliResult extends Exit {
   stdout: string;
@@ -82,7 +51,7 @@ export function levity(
   args: readonly string[],
   env: Record<string, string> = {},
 ): Promise<CliResult> {
-  return collect(spawnMain(LEVITY, args, env));
+  return collect(spawnSource(LEVITY, args, testEnv('LEVITY_', env)));
 }
 
 /** Run `levityd` to its end (for --help and refusals). */
@@ -90,7 +59,7 @@ export function runLevityd(
   args: readonly string[],
   env: Record<string, string> = {},
 ): Promise<CliResult> {
-  return collect(spawnMain(LEVITYD, args, env));
+  return collect(spawnSource(LEVITYD, args, testEnv('LEVITY_', env)));
 }
 
 export interface RunningDaemon {
@@ -120,7 +89,7 @@ export async function startLevityd(
   env: Record<string, string> = {},
   address = '127.0.0.1:0',
 ): Promise<RunningDaemon> {
-  const child = spawnMain(LEVITYD, [address, ...args], env);
+  const child = spawnSource(LEVITYD, [address, ...args], testEnv('LEVITY_', env));
   let stderr = '';
   const exited = exitOf(child);
   child.stdout?.resume();
@@ -436,3 +405,5 @@ export function useLevityd(
     },
   };
 }
+
+export { REPO_ROOT, exitOf, type Exit };

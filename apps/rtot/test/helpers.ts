@@ -7,55 +7,26 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  REPO_ROOT,
+  exitOf,
+  spawnSource,
+  testEnv,
+  type Exit,
+} from '../../../test-support/app-process.js';
 
-export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const MAIN = path.join('apps', 'rtot', 'src', 'main.ts');
 
 /** Go's time.Time.String() in UTC, fraction optional. */
 export const GO_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,9})? \+0000 UTC$/;
 export const GO_ZERO_TIME = '0001-01-01 00:00:00 +0000 UTC';
 
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-/** The environment for a server: ours without RTOT_* (tests set what they mean). */
-function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!key.startsWith('RTOT_') && !key.startsWith('VITEST') && key !== 'NODE_OPTIONS') {
-      env[key] = value;
-    }
-  }
-  return { ...env, ...extra };
-}
-
-function spawnMain(args: readonly string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    cwd: REPO_ROOT,
-    env: baseEnv(env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-}
-
-function exitOf(child: ChildProcess): Promise<Exit> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      resolve({ code: child.exitCode, signal: child.signalCode });
-      return;
-    }
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-}
-
 /** Run the CLI to its end (for --help, --version, bad flags). */
 export async function runCli(
   args: readonly string[],
   env: Record<string, string> = {},
 ): Promise<Exit & { stdout: string; stderr: string }> {
-  const child = spawnMain(args, env);
+  const child = spawnSource(MAIN, args, testEnv('RTOT_', env));
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -83,7 +54,7 @@ export async function startServer(
   env: Record<string, string> = {},
   timeoutMs = 20_000,
 ): Promise<RunningServer> {
-  const child = spawnMain(args, env);
+  const child = spawnSource(MAIN, args, testEnv('RTOT_', env));
   let stderr = '';
   const exited = exitOf(child);
   child.stdout?.resume();
@@ -272,3 +243,5 @@ export function client(server: { url: string }, secret: string) {
     },
   };
 }
+
+export { REPO_ROOT, type Exit };
