@@ -1,0 +1,209 @@
+/**
+ * One SSH session channel bound to one task: output to the channel (stdout to
+ * the channel, stderr to its extended stream), the channel's data to the
+ * task's stdin with EOF on channel EOF, window changes and signals to the
+ * supervisor, and exit-status or exit-signal when the task ends.
+ */
+import type { Writable } from 'node:stream';
+import type { ServerChannel } from 'ssh2';
+import {
+  OverthereError,
+  isFinalState,
+  toOverthereError,
+  type KillPolicy,
+  type Logger,
+  type Supervisor,
+  type TaskInfo,
+  type TtySize,
+} from '@overthere/core';
+import type { SshDisconnectAction } from './types.js';
+
+/** Exit status a session gets when the server could not run what it asked for. */
+export const SESSION_ERROR_STATUS = 255;
+
+/** What a bound session needs. */
+export interface BoundSessionOptions {
+  supervisor: Supervisor;
+  channel: ServerChannel;
+  taskId: string;
+  /** Start reading output here (undefined: the oldest retained frame). */
+  fromSeq: number | undefined;
+  onDisconnect: SshDisconnectAction;
+  disconnectKill: KillPolicy;
+  logger: Logger;
+}
+
+/** A session running or attached to a task. */
+export interface BoundSession {
+  readonly taskId: string;
+  /** Forward a window change to the task's TTY (ignored when it has none). */
+  resize(size: TtySize): void;
+  /** Forward a signal (`TERM` or `SIGTERM`). */
+  signal(name: string): void;
+  /** Resolves once the channel is done with (task ended or client gone). */
+  readonly done: Promise<void>;
+}
+
+/** Write `data`; resolves when the stream wants more (at once when it has room). */
+function write(stream: Writable, data: Buffer, abort: AbortSignal): Promise<void> | undefined {
+  if (stream.destroyed || stream.writableEnded) return undefined;
+  if (stream.write(data)) return undefined;
+  return new Promise((resolve) => {
+    const finish = (): void => {
+      stream.off('drain', finish);
+      stream.off('close', finish);
+      abort.removeEventListener('abort', finish);
+      resolve();
+    };
+    stream.once('drain', finish);
+    stream.once('close', finish);
+    abort.addEventListener('abort', finish, { once: true });
+  });
+}
+
+/** Send the task's end to the client: exit-signal for a signal, else exit-status. */
+export function sendExit(channel: ServerChannel, task: TaskInfo | undefined): void {
+  const exit = task?.exit;
+  if (exit?.signal) {
+    channel.exit(exit.signal.replace(/^SIG/, ''), false, '');
+  } else {
+    channel.exit(exit?.code ?? SESSION_ERROR_STATUS);
+  }
+}
+
+/** Write an error line to the client's stderr and end the channel with status 255. */
+export function failChannel(channel: ServerChannel, error: unknown): void {
+  const mapped = toOverthereError(error);
+  const newline = channel.subtype === 'shell' ? '\r\n' : '\n';
+  channel.stderr.write(`overthere: ${mapped.code}: ${mapped.message}${newline}`);
+  channel.exit(SESSION_ERROR_STATUS);
+  channel.end();
+}
+
+/** The final snapshot, or undefined when the task is gone or `abort` fires first. */
+async function finalTask(
+  supervisor: Supervisor,
+  id: string,
+  abort: AbortSignal,
+): Promise<TaskInfo | undefined> {
+  let waiting: Promise<TaskInfo>;
+  try {
+    const now = supervisor.get(id);
+    if (isFinalState(now.state)) return now;
+    waiting = supervisor.wait(id);
+  } catch {
+    return undefined;
+  }
+  return new Promise((resolve) => {
+    const onAbort = (): void => resolve(undefined);
+    abort.addEventListener('abort', onAbort, { once: true });
+    waiting.then(
+      (task) => {
+        abort.removeEventListener('abort', onAbort);
+        resolve(task);
+      },
+      () => {
+        abort.removeEventListener('abort', onAbort);
+        resolve(undefined);
+      },
+    );
+  });
+}
+
+/** Bind `channel` to a task; the channel closes when the task ends. */
+export function bindSession(options: BoundSessionOptions): BoundSession {
+  const { supervisor, channel, taskId, logger } = options;
+  const controller = new AbortController();
+  const abort = controller.signal;
+  let clientGone = false;
+  const spec = supervisor.get(taskId).spec;
+  const takesStdin = spec.stdin === 'pipe' || spec.tty !== undefined;
+
+  // Channel data is applied in order; the channel is paused while a write is
+  // pending so a fast client is held back by the SSH window, not by memory.
+  let queue: Promise<void> = Promise.resolve();
+  const enqueue = (step: () => Promise<void>): void => {
+    queue = queue.then(step).catch((error: unknown) => {
+      logger.debug({ err: error, taskId }, 'ssh session input not applied');
+    });
+  };
+  channel.on('data', (data: Buffer) => {
+    if (!takesStdin) return;
+    channel.pause();
+    enqueue(async () => {
+      try {
+        await supervisor.writeStdin(taskId, data);
+      } finally {
+        channel.resume();
+      }
+    });
+  });
+  channel.on('end', () => {
+    if (takesStdin) enqueue(() => supervisor.closeStdin(taskId));
+  });
+
+  const done = new Promise<void>((resolve) => {
+    channel.once('close', () => {
+      clientGone = true;
+      controller.abort();
+      resolve();
+    });
+  });
+
+  const onClientGone = async (): Promise<void> => {
+    await done;
+    if (options.onDisconnect !== 'stop') return;
+    let task: TaskInfo;
+    try {
+      task = supervisor.get(taskId);
+    } catch {
+      return;
+    }
+    if (isFinalState(task.state)) return;
+    logger.debug({ taskId }, 'ssh client went away; stopping its task');
+    await supervisor.stop(taskId, options.disconnectKill).catch((error: unknown) => {
+      logger.warn({ err: error, taskId }, 'could not stop the task of a closed ssh session');
+    });
+  };
+  void onClientGone();
+
+  const pump = async (): Promise<void> => {
+    const events = supervisor.output(taskId).read({
+      follow: true,
+      signal: abort,
+      ...(options.fromSeq === undefined ? {} : { fromSeq: options.fromSeq }),
+    });
+    for await (const event of events) {
+      if (abort.aborted) return;
+      if (event.type !== 'frame') continue;
+      const target = event.stream === 'stderr' ? channel.stderr : channel;
+      const pending = write(target, event.data, abort);
+      if (pending) await pending;
+    }
+    if (abort.aborted) return;
+    const task = await finalTask(supervisor, taskId, abort);
+    if (abort.aborted) return;
+    sendExit(channel, task);
+    channel.end();
+  };
+  pump().catch((error: unknown) => {
+    if (clientGone) return;
+    if (!OverthereError.hasCode(error, 'NOT_FOUND')) {
+      logger.error({ err: error, taskId }, 'ssh session output failed');
+    }
+    failChannel(channel, error);
+  });
+
+  return {
+    taskId,
+    done,
+    resize(size) {
+      if (spec.tty === undefined) return;
+      enqueue(() => supervisor.resize(taskId, size));
+    },
+    signal(name) {
+      const signal = name.startsWith('SIG') ? name : `SIG${name}`;
+      enqueue(() => supervisor.signal(taskId, signal));
+    },
+  };
+}

@@ -1,0 +1,181 @@
+/** Shared pieces of the SSH integration tests: a server on 127.0.0.1 and the OpenSSH client. */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createSupervisor, type Runtime, type Supervisor } from '@overthere/core';
+import { createLocalRuntime } from '@overthere/runtime-local';
+import { createSshServer, type SshServer, type SshServerOptions } from '@overthere/transport-ssh';
+
+/** A running SSH server on the local runtime. */
+export interface TestSshServer {
+  runtime: Runtime;
+  supervisor: Supervisor;
+  server: SshServer;
+  port: number;
+  /** Scratch dir (host key, known_hosts, client keys); removed on close. */
+  dir: string;
+  /** Stop the server, the supervisor and the runtime; remove the dir unless `keepDir`. */
+  close(options?: { keepDir?: boolean }): Promise<void>;
+}
+
+/** Start a supervisor on the local runtime and an SSH server for it on 127.0.0.1. */
+export async function startSshServer(
+  options: Partial<Omit<SshServerOptions, 'supervisor'>> & { dir?: string } = {},
+): Promise<TestSshServer> {
+  const dir = options.dir ?? (await mkdtemp(path.join(tmpdir(), 'overthere-ssh-test-')));
+  const runtime = createLocalRuntime();
+  const supervisor = await createSupervisor({ runtime });
+  const { dir: _dir, ...serverOptions } = options;
+  const server = await createSshServer({
+    dataDir: dir,
+    keepaliveIntervalMs: 0,
+    ...serverOptions,
+    supervisor,
+  });
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+  return {
+    runtime,
+    supervisor,
+    server,
+    port,
+    dir,
+    async close(closeOptions = {}) {
+      await server.close();
+      await supervisor.close();
+      await runtime.dispose();
+      if (!closeOptions.keepDir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** What the ssh client did. */
+export interface SshResult {
+  /** 255 for an ssh-level failure (auth, connection), else the remote status. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Options for {@link runSsh}. */
+export interface RunSshOptions {
+  server: Pick<TestSshServer, 'port' | 'dir'>;
+  user?: string;
+  /** Log in with this password (through sshpass). */
+  password?: string;
+  /** Log in with this private key file. */
+  identity?: string;
+  /** Remote command; omitted: a shell. */
+  command?: string;
+  /** Extra ssh options before the destination. */
+  args?: readonly string[];
+  stdin?: Buffer | string;
+  timeoutMs?: number;
+}
+
+/** The ssh argv (without sshpass) for a test server. */
+export function sshArguments(options: RunSshOptions): string[] {
+  const { server } = options;
+  const auth =
+    options.identity === undefined
+      ? [
+          '-o',
+          'PubkeyAuthentication=no',
+          '-o',
+          'PreferredAuthentications=password,keyboard-interactive',
+        ]
+      : ['-i', options.identity, '-o', 'IdentitiesOnly=yes', '-o', 'PasswordAuthentication=no'];
+  return [
+    '-p',
+    String(server.port),
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    `UserKnownHostsFile=${path.join(server.dir, 'known_hosts')}`,
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'ConnectTimeout=10',
+    '-o',
+    'NumberOfPasswordPrompts=1',
+    '-F',
+    '/dev/null',
+    ...(options.password === undefined && options.identity === undefined
+      ? ['-o', 'BatchMode=yes']
+      : auth),
+    ...(options.args ?? []),
+    `${options.user ?? 'tester'}@127.0.0.1`,
+    ...(options.command === undefined ? [] : [options.command]),
+  ];
+}
+
+/** Run the OpenSSH client to completion. */
+export function runSsh(options: RunSshOptions): Promise<SshResult> {
+  const argv = sshArguments(options);
+  const [file, args] =
+    options.password === undefined
+      ? ['ssh', argv]
+      : ['sshpass', ['-p', options.password, 'ssh', ...argv]];
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const stdout: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(stdout), stderr });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(options.stdin ?? '');
+  });
+}
+
+/** Run a program and return its stdout (rejects on a non-zero exit). */
+export function runProgram(file: string, args: readonly string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`${file} ${args.join(' ')} exited ${code}: ${stderr}`));
+    });
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** Resolve when `predicate` holds, checked on each supervisor event and at once. */
+export function waitFor(
+  supervisor: Supervisor,
+  predicate: () => boolean,
+  timeoutMs = 10_000,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = (): void => {
+      if (!predicate()) return;
+      cleanup();
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error('condition not reached in time'));
+    }, timeoutMs);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      supervisor.off('task-start', check);
+      supervisor.off('task-state', check);
+      supervisor.off('task-end', check);
+    };
+    supervisor.on('task-start', check);
+    supervisor.on('task-state', check);
+    supervisor.on('task-end', check);
+    check();
+  });
+}
