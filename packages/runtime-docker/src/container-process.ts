@@ -1,0 +1,153 @@
+/**
+ * A task's container as a core `Process`: output pumped from an attach (or,
+ * after re-adoption, a logs) stream, stdin through the hijacked attach
+ * connection, signals with `docker kill`, and the exit read from the daemon.
+ */
+import { Writable, type Duplex, type Readable } from 'node:stream';
+import {
+  OverthereError,
+  parseSignal,
+  type ExitStatus,
+  type Logger,
+  type Process,
+  type ProcessHandle,
+  type SignalName,
+} from '@overthere/core';
+import type Docker from 'dockerode';
+import { engineError, engineStatus } from './docker-errors.js';
+import { pumpOutput, type StreamCounts } from './output-pump.js';
+import { checkTtySize, exitStatusOf } from './spec-options.js';
+
+/** A Process the runtime can also kill and detach from. */
+export interface ManagedProcess extends Process {
+  /** SIGKILL the container (dispose). */
+  kill(): Promise<void>;
+  /** Stop reading without ending anything (agent detaching); returns the delivered counts. */
+  detach(): StreamCounts;
+  /** Delivered byte counts so far. */
+  readonly counts: StreamCounts;
+}
+
+/** What {@link createContainerProcess} needs. */
+export interface ContainerProcessOptions {
+  container: Docker.Container;
+  /** Output source: an attach socket (before start) or a logs stream (adoption). */
+  source: Readable;
+  /** The attach socket when stdin is piped. */
+  stdinSocket: Duplex | undefined;
+  tty: boolean;
+  pid: number | undefined;
+  handle: ProcessHandle;
+  skip?: StreamCounts;
+  daemon: string;
+  logger: Logger;
+  onProgress: () => void;
+  /** After the exit is known: remove the container, release its quota. */
+  onExit: (status: ExitStatus) => void;
+}
+
+/** A stdin that forwards to the hijacked socket; ending it half-closes the socket (EOF). */
+function socketStdin(socket: Duplex): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      if (socket.destroyed || socket.writableEnded) return callback();
+      socket.write(chunk, (error) => callback(error ?? undefined));
+    },
+    final(callback) {
+      if (!socket.destroyed && !socket.writableEnded) socket.end();
+      callback();
+    },
+  });
+}
+
+export function createContainerProcess(options: ContainerProcessOptions): ManagedProcess {
+  const { container, logger } = options;
+  const sent = new Set<SignalName>();
+  let finished = false;
+  let detached = false;
+  const pump = pumpOutput(options.source, {
+    tty: options.tty,
+    ...(options.skip === undefined ? {} : { skip: options.skip }),
+    onProgress: options.onProgress,
+  });
+
+  const status: Promise<ExitStatus> = (async () => {
+    let code = 255;
+    let oomKilled = false;
+    try {
+      const result = (await container.wait()) as { StatusCode?: number };
+      code = result.StatusCode ?? 255;
+    } catch (error) {
+      // Removed under us (dispose, or someone else): it was killed.
+      logger.debug({ err: error }, 'waiting for the container failed');
+      sent.add('SIGKILL');
+      code = 137;
+    }
+    await pump.done;
+    if (detached) return new Promise<never>(() => undefined);
+    try {
+      const info = await container.inspect();
+      oomKilled = info.State.OOMKilled;
+      if (typeof info.State.ExitCode === 'number') code = info.State.ExitCode;
+    } catch (error) {
+      logger.debug({ err: error }, 'inspecting the ended container failed');
+    }
+    finished = true;
+    const exit = exitStatusOf(code, oomKilled, sent);
+    options.onExit(exit);
+    return exit;
+  })();
+
+  const kill = async (name: SignalName) => {
+    sent.add(name);
+    try {
+      await container.kill({ signal: name });
+    } catch (error) {
+      const code = engineStatus(error);
+      // 409: not running any more; 404: gone. Either way, it has ended.
+      if (code === 409 || code === 404) return;
+      throw engineError(error, `sending ${name} to the container`, 'INTERNAL', options.daemon);
+    }
+  };
+
+  return {
+    pid: options.pid,
+    handle: options.handle,
+    stdout: pump.stdout,
+    stderr: pump.stderr,
+    stdin: options.stdinSocket === undefined ? undefined : socketStdin(options.stdinSocket),
+    get counts() {
+      return { ...pump.counts };
+    },
+    async signal(signal) {
+      const name = parseSignal(signal);
+      if (finished) return;
+      // The container's init (tini) forwards it to the task's process group.
+      await kill(name);
+    },
+    async resize(size) {
+      if (!options.tty) {
+        throw new OverthereError('UNSUPPORTED', 'resize needs a task started with a tty');
+      }
+      checkTtySize(size, 'size');
+      if (finished) return;
+      try {
+        await container.resize({ h: size.rows, w: size.cols });
+      } catch (error) {
+        const code = engineStatus(error);
+        if (finished || code === 409 || code === 404) return;
+        throw engineError(error, 'resizing the tty', 'INTERNAL', options.daemon);
+      }
+    },
+    wait: () => status,
+    async kill() {
+      if (!finished) await kill('SIGKILL');
+    },
+    detach() {
+      detached = true;
+      pump.detach();
+      options.stdinSocket?.destroy();
+      return { ...pump.counts };
+    },
+  };
+}

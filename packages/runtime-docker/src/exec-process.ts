@@ -1,0 +1,188 @@
+/**
+ * A process exec'd into a sandbox container. Docker has no "kill an exec":
+ * the command runs under a small `sh` wrapper that records its pid (an exec'd
+ * process leads its own process group) in a tmpfs, and signals are delivered
+ * by another exec running `kill` on that group.
+ */
+import { randomBytes } from 'node:crypto';
+import { Writable, type Duplex } from 'node:stream';
+import {
+  OverthereError,
+  parseSignal,
+  type ExitStatus,
+  type Logger,
+  type SignalName,
+  type TtySize,
+} from '@overthere/core';
+import type Docker from 'dockerode';
+import { engineError, engineStatus } from './docker-errors.js';
+import type { ManagedProcess } from './container-process.js';
+import { pumpOutput } from './output-pump.js';
+import { checkTtySize, exitStatusOf } from './spec-options.js';
+
+/** tmpfs in every sandbox where exec'd processes record their pids. */
+export const PID_DIR = '/run/overthere';
+
+/** `sh -c` wrapper: record the pid, then become the command. */
+const WRAPPER = 'echo $$ > "$0" && exec "$@"';
+
+/** `sh -c` script that signals a recorded pid (or its group), waiting briefly for the record. */
+const KILLER =
+  'i=0; while [ ! -s "$0" ]; do i=$((i+1)); [ "$i" -gt 200 ] && exit 3; sleep 0.01; done; ' +
+  'p=$(cat "$0"); if [ "$2" = group ]; then kill -s "$1" -- "-$p"; else kill -s "$1" "$p"; fi';
+
+/** What an exec is started with. */
+export interface ExecOptions {
+  container: Docker.Container;
+  argv: string[];
+  env: string[];
+  cwd: string | undefined;
+  user: string | undefined;
+  stdin: boolean;
+  tty: TtySize | undefined;
+  daemon: string;
+  logger: Logger;
+}
+
+/** Run a short command in the container and wait for its exit code. */
+async function runQuiet(container: Docker.Container, argv: string[]): Promise<number> {
+  const exec = await container.exec({ Cmd: argv, AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  stream.resume();
+  await new Promise<void>((resolve) => {
+    stream.once('close', resolve);
+    stream.once('end', resolve);
+    stream.once('error', () => resolve());
+  });
+  return (await finalExitCode(exec)) ?? 255;
+}
+
+/** The exit code of an exec whose stream has closed (the daemon may lag a moment). */
+async function finalExitCode(exec: Docker.Exec): Promise<number | undefined> {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const info = await exec.inspect();
+    if (!info.Running) return info.ExitCode ?? undefined;
+    // No event to await: the daemon records the exit just after closing the stream.
+    await new Promise((resolve) => setTimeout(resolve, attempt < 10 ? 2 : 20));
+  }
+  return undefined;
+}
+
+/** Start `argv` in the sandbox container. */
+export async function startExecProcess(options: ExecOptions): Promise<ManagedProcess> {
+  const { container, logger } = options;
+  const pidFile = `${PID_DIR}/${randomBytes(8).toString('hex')}.pid`;
+  const tty = options.tty !== undefined;
+  let exec: Docker.Exec;
+  let socket: Duplex;
+  try {
+    exec = await container.exec({
+      Cmd: ['/bin/sh', '-c', WRAPPER, pidFile, ...options.argv],
+      AttachStdin: options.stdin,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: tty,
+      Env: options.env,
+      ...(options.cwd === undefined ? {} : { WorkingDir: options.cwd }),
+      ...(options.user === undefined ? {} : { User: options.user }),
+    });
+    socket = await exec.start({ hijack: true, stdin: options.stdin, Tty: tty });
+  } catch (error) {
+    if (engineStatus(error) === 404 || engineStatus(error) === 409) {
+      throw new OverthereError('SPAWN_FAILED', 'the sandbox is gone or not running', {
+        cause: error,
+      });
+    }
+    throw engineError(error, 'starting a process in the sandbox', 'SPAWN_FAILED', options.daemon);
+  }
+  if (options.tty !== undefined) {
+    await exec.resize({ h: options.tty.rows, w: options.tty.cols }).catch((error: unknown) => {
+      logger.debug({ err: error }, 'initial exec resize failed');
+    });
+  }
+
+  const sent = new Set<SignalName>();
+  let finished = false;
+  const pump = pumpOutput(socket, { tty });
+
+  const status: Promise<ExitStatus> = (async () => {
+    await pump.done;
+    let code: number | undefined;
+    try {
+      code = await finalExitCode(exec);
+    } catch (error) {
+      logger.debug({ err: error }, 'inspecting the exec failed');
+    }
+    finished = true;
+    // No exit code: the sandbox went away under it (destroyed), which kills it.
+    if (code === undefined) return { code: null, signal: 'SIGKILL', reason: 'signalled' };
+    return exitStatusOf(code, false, sent);
+  })();
+
+  const deliver = async (name: SignalName, group: boolean) => {
+    sent.add(name);
+    try {
+      await runQuiet(container, [
+        '/bin/sh',
+        '-c',
+        KILLER,
+        pidFile,
+        name.replace(/^SIG/, ''),
+        group ? 'group' : 'process',
+      ]);
+    } catch (error) {
+      const code = engineStatus(error);
+      if (code === 404 || code === 409) return; // the sandbox is gone: so is the process
+      throw engineError(error, `sending ${name} in the sandbox`, 'INTERNAL', options.daemon);
+    }
+  };
+
+  const stdin = options.stdin
+    ? new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          if (socket.destroyed || socket.writableEnded) return callback();
+          socket.write(chunk, (error) => callback(error ?? undefined));
+        },
+        final(callback) {
+          if (!socket.destroyed && !socket.writableEnded) socket.end();
+          callback();
+        },
+      })
+    : undefined;
+
+  return {
+    pid: undefined,
+    handle: undefined,
+    stdout: pump.stdout,
+    stderr: pump.stderr,
+    stdin,
+    get counts() {
+      return { ...pump.counts };
+    },
+    async signal(signal, signalOptions) {
+      const name = parseSignal(signal);
+      if (finished) return;
+      await deliver(name, signalOptions?.group ?? true);
+    },
+    async resize(size) {
+      if (!tty)
+        throw new OverthereError('UNSUPPORTED', 'resize needs a process started with a tty');
+      checkTtySize(size, 'size');
+      if (finished) return;
+      try {
+        await exec.resize({ h: size.rows, w: size.cols });
+      } catch (error) {
+        if (finished) return;
+        throw engineError(error, 'resizing the tty', 'INTERNAL', options.daemon);
+      }
+    },
+    wait: () => status,
+    async kill() {
+      if (!finished) await deliver('SIGKILL', true);
+    },
+    detach() {
+      pump.detach();
+      return { ...pump.counts };
+    },
+  };
+}
