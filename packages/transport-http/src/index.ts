@@ -33,7 +33,7 @@ export type {
   RemoteRuntimeInfo,
 } from './http-client.js';
 export { createRemoteRuntime } from './remote-runtime.js';
-export type { RemoteRuntimeOptions } from './remote-runtime.js';
+export type { RemoteRuntimeClient, RemoteRuntimeOptions } from './remote-runtime.js';
 export { createOpenApiDocument } from './openapi.js';
 export { ATTACH_HEADER_BYTES, decodeAttachFrame, encodeAttachFrame } from './wire-format.js';
 export type {

@@ -23,10 +23,37 @@ import {
 } from '@overthere/core';
 import type { HttpClient } from './http-client.js';
 
+/**
+ * What {@link createRemoteRuntime} needs from a client: an {@link HttpClient},
+ * or another transport's client of the same shape (e.g. the NATS client).
+ */
+export type RemoteRuntimeClient = Pick<
+  HttpClient,
+  | 'create'
+  | 'get'
+  | 'signal'
+  | 'stop'
+  | 'remove'
+  | 'writeStdin'
+  | 'closeStdin'
+  | 'resize'
+  | 'capacity'
+  | 'runtime'
+> & {
+  output(
+    id: string,
+    options?: { stream?: OutputStream; follow?: boolean; signal?: AbortSignal },
+  ): AsyncIterable<
+    | { type: 'frame'; data: Uint8Array }
+    | { type: 'gap'; fromSeq: number; toSeq: number }
+    | { type: 'end'; task: TaskInfo }
+  >;
+};
+
 /** Options for {@link createRemoteRuntime}. */
 export interface RemoteRuntimeOptions {
   /** Client of the agent that runs the processes. */
-  client: HttpClient;
+  client: RemoteRuntimeClient;
   /** Id of this runtime. Default `remote`. `runtimeOptions` of specs are passed on unchanged. */
   id?: string;
   /** Run processes on this runtime of the agent. Default: the agent's default. */
@@ -51,7 +78,7 @@ function isGone(error: unknown): boolean {
 
 /** A Readable fed by a remote output follow, with backpressure back to the agent. */
 function followStream(
-  client: HttpClient,
+  client: RemoteRuntimeClient,
   id: string,
   stream: OutputStream,
   signal: AbortSignal,
@@ -100,7 +127,7 @@ interface RemoteProcess extends Process {
 }
 
 function spawnRemote(
-  client: HttpClient,
+  client: RemoteRuntimeClient,
   task: TaskInfo,
   settings: { removeFinished: boolean; logger: Logger },
   onDone: () => void,
