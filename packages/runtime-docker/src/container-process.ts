@@ -26,6 +26,8 @@ export interface ManagedProcess extends Process {
   detach(): StreamCounts;
   /** Delivered byte counts so far. */
   readonly counts: StreamCounts;
+  /** Its sandbox is being destroyed: unless it has ended already, it ends as SIGKILLed. */
+  markKilled?(): void;
 }
 
 /** What {@link createContainerProcess} needs. */

@@ -280,7 +280,7 @@ export async function createDockerRuntime(
     logger.info({ image }, 'pulling image');
     let stream: NodeJS.ReadableStream;
     try {
-      stream = (await docker.pull(image));
+      stream = await docker.pull(image);
     } catch (error) {
       throw engineError(error, `pulling image ${image}`, 'SPAWN_FAILED', daemon);
     }
@@ -739,6 +739,7 @@ export async function createDockerRuntime(
       destroy() {
         destroying ??= (async () => {
           live.delete(sandboxContainer.id);
+          for (const child of processes) child.markKilled?.();
           await removeContainer(sandboxContainer.id, quotaName);
           await Promise.all([...processes].map((child) => child.wait()));
         })();

@@ -103,6 +103,7 @@ export async function startExecProcess(options: ExecOptions): Promise<ManagedPro
 
   const sent = new Set<SignalName>();
   let finished = false;
+  let killedWithSandbox = false;
   const pump = pumpOutput(socket, { tty });
 
   const status: Promise<ExitStatus> = (async () => {
@@ -114,8 +115,10 @@ export async function startExecProcess(options: ExecOptions): Promise<ManagedPro
       logger.debug({ err: error }, 'inspecting the exec failed');
     }
     finished = true;
-    // No exit code: the sandbox went away under it (destroyed), which kills it.
-    if (code === undefined) return { code: null, signal: 'SIGKILL', reason: 'signalled' };
+    // The sandbox went away under it (destroyed), which killed it.
+    if (code === undefined || killedWithSandbox) {
+      return { code: null, signal: 'SIGKILL', reason: 'signalled' };
+    }
     return exitStatusOf(code, false, sent);
   })();
 
@@ -179,6 +182,9 @@ export async function startExecProcess(options: ExecOptions): Promise<ManagedPro
     wait: () => status,
     async kill() {
       if (!finished) await deliver('SIGKILL', true);
+    },
+    markKilled() {
+      if (!finished) killedWithSandbox = true;
     },
     detach() {
       pump.detach();
