@@ -214,10 +214,7 @@ export async function smartmobRoutes(
   server.post('/create-process', async (request, reply) => {
     const record = await processes.create(parseCreateRequest(jsonBody(request.body)));
     const document = statusDocument({ record, task: undefined }, origins(request));
-    return reply
-      .code(201)
-      .header('location', document.details)
-      .send(document);
+    return reply.code(201).header('location', document.details).send(document);
   });
 
   server.get<SlugRequest>('/process-status/:slug', (request) =>
