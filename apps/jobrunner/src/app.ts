@@ -15,6 +15,7 @@ import {
   type Runtime,
   type TaskStore,
 } from '@overthere/core';
+import { createDockerRuntime } from '@overthere/runtime-docker';
 import { createLocalRuntime } from '@overthere/runtime-local';
 import { createHttpServer, startHttpServer } from '@overthere/transport-http';
 import type { JobrunnerConfig } from './config.js';
@@ -107,9 +108,19 @@ export async function startJobrunner(options: JobrunnerOptions): Promise<Jobrunn
   }
   const spoolDir = await mkdtemp(join(tmpdir(), 'jobrunner-'));
 
-  // Every runtime jobs can use. `Container` commands need one with id 'docker':
-  // registering `createDockerRuntime()` from @overthere/runtime-docker here enables them.
+  // Every runtime jobs can use. `Container` commands need the one with id 'docker',
+  // registered when dockerd answers; without it they are refused with 501.
   const runtimes: Runtime[] = [createLocalRuntime({ env: jobEnvironment(env), logger })];
+  const docker = await createDockerRuntime({
+    // Jobs never outlive this process, so its containers are its own.
+    agentId: `jobrunner-${process.pid}`,
+    logger,
+  }).catch((error: unknown) => {
+    if (!OverthereError.hasCode(error, 'UNAVAILABLE')) throw error;
+    logger.info({ reason: error.message }, 'no Docker: Container commands are refused');
+    return undefined;
+  });
+  if (docker !== undefined) runtimes.push(docker);
 
   const supervisor = await createSupervisor({
     runtime: runtimes,

@@ -74,7 +74,11 @@ const waitForFile = (file: string) => `until [ -e ${file} ]; do sleep 0.02; done
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'jobrunner-test-'));
-  server = await startServer({ JOBRUNNER_KILL_GRACE_MS: '400' });
+  // No Docker here (an unreachable socket): Container commands are refused (containers.test.ts has Docker).
+  server = await startServer({
+    JOBRUNNER_KILL_GRACE_MS: '400',
+    DOCKER_HOST: 'unix:///nonexistent/overthere-no-docker.sock',
+  });
   api = client(server.url);
 });
 
