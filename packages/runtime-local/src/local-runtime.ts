@@ -22,7 +22,7 @@ import { errorCode } from './process-group.js';
 import { launchPty, openPtyMasters } from './pty-launch.js';
 import { createTaskProcess, validateTtySize, type TaskProcess } from './task-process.js';
 import { resolveUser, type Credentials } from './user.js';
-import { createWatchdog } from './watchdog.js';
+import { createSpawner } from './spawner.js';
 
 /** Options for {@link createLocalRuntime}. */
 export interface LocalRuntimeOptions {
@@ -61,8 +61,8 @@ const CAPABILITIES: RuntimeCapabilities = Object.freeze({
 
 /**
  * A runtime that starts tasks as local processes: each in a new session and
- * process group, killed as a group when its main process ends, and killed by a
- * watchdog when the agent dies.
+ * process group, killed as a group when its main process ends, and killed by
+ * the spawner (its watchdog) when the agent dies.
  */
 export function createLocalRuntime(options: LocalRuntimeOptions = {}): Runtime {
   const shell = options.shell ?? '/bin/sh';
@@ -70,7 +70,12 @@ export function createLocalRuntime(options: LocalRuntimeOptions = {}): Runtime {
   const tempDir = path.resolve(options.tempDir ?? defaultTempDir);
   const drainTimeoutMs = options.drainTimeoutMs ?? 2_000;
   const logger = (options.logger ?? noopLogger).child({ runtime: 'local' });
-  const watchdog = createWatchdog({ logger });
+  let devNull: number | undefined;
+  const spawner = createSpawner({
+    logger,
+    leakedFds: openPtyMasters,
+    devNull: () => (devNull ??= openSync('/dev/null', 'r')),
+  });
   // Copied once: reading process.env goes through a slow accessor on every key.
   const baseEnv = plainEnv(options.env ?? process.env);
 
@@ -78,7 +83,6 @@ export function createLocalRuntime(options: LocalRuntimeOptions = {}): Runtime {
   const starting = new Set<Promise<unknown>>();
   let disposing: Promise<void> | undefined;
   let createdTempDir = false;
-  let devNull: number | undefined;
 
   async function ensureTempDir(): Promise<void> {
     const created = await mkdir(tempDir, { recursive: true, mode: 0o711 });
@@ -165,19 +169,13 @@ export function createLocalRuntime(options: LocalRuntimeOptions = {}): Runtime {
       };
       const launched =
         spec.tty !== undefined
-          ? await launchPty(plan, { watchdog, logger: taskLogger, size: spec.tty })
-          : await launchPipe(plan, {
-              watchdog,
-              logger: taskLogger,
-              drainTimeoutMs,
-              leakedFds: openPtyMasters(),
-              devNull: () => (devNull ??= openSync('/dev/null', 'r')),
-            });
+          ? await launchPty(plan, { watchdog: spawner, logger: taskLogger, size: spec.tty })
+          : await launchPipe(plan, { spawner, logger: taskLogger, drainTimeoutMs });
       const processLogger = taskLogger.child({ pid: launched.pid });
       processLogger.debug({ argv0: argv[0], tty: launched.tty }, 'process started');
       const file = scriptFile;
       const task = createTaskProcess(launched, {
-        watchdog,
+        watchdog: spawner,
         logger: processLogger,
         onExit: () => removeFile(file),
       });
@@ -220,7 +218,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions = {}): Runtime {
         const tasks = [...live.values()];
         for (const task of tasks) task.kill();
         await Promise.all(tasks.map((task) => task.wait()));
-        await watchdog.close();
+        await spawner.close();
         if (devNull !== undefined) {
           closeSync(devNull);
           devNull = undefined;

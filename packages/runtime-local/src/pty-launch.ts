@@ -23,7 +23,7 @@ import { errorCode, signalName } from './process-group.js';
 import { spawnFailed } from './preflight.js';
 import type { LaunchPlan } from './pipe-launch.js';
 import type { Launched, MainExit } from './task-process.js';
-import type { Watchdog } from './watchdog.js';
+import type { Watchdog } from './spawner.js';
 
 /**
  * Terminal masters held open by this process. node-pty opens them without

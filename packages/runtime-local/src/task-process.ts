@@ -12,7 +12,7 @@ import {
   type TtySize,
 } from '@overthere/core';
 import { errorCode, killSession, signalGroup, signalPid } from './process-group.js';
-import type { Watchdog } from './watchdog.js';
+import type { Watchdog } from './spawner.js';
 
 /** How the main process ended. */
 export interface MainExit {
