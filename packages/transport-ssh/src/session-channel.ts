@@ -139,7 +139,11 @@ export function bindSession(options: BoundSessionOptions): BoundSession {
     });
   });
   channel.on('end', () => {
-    if (takesStdin) enqueue(() => supervisor.closeStdin(taskId));
+    // ssh2 also ends the stream when the connection drops; only the client's
+    // own EOF (incoming state `eof`) means "no more input". A dropped client
+    // must not type ^D into a shell that is meant to outlive it.
+    const incoming = channel.incoming as { state?: string } | undefined;
+    if (takesStdin && incoming?.state === 'eof') enqueue(() => supervisor.closeStdin(taskId));
   });
 
   const done = new Promise<void>((resolve) => {

@@ -5,7 +5,7 @@
  * a task are the app's, through `authenticate` and the session hooks.
  */
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import ssh2, {
   type Algorithms,
@@ -144,12 +144,15 @@ const DEFAULT_DISCONNECT_KILL: KillPolicy = { signal: 'SIGHUP', graceMs: 2_000 }
 interface ConnectionState {
   info: Omit<SshConnectionInfo, 'taskIds'>;
   client: Connection;
+  socket: net.Socket | undefined;
   user: SshUser | undefined;
   sessions: Set<SessionState>;
   idleTimer: NodeJS.Timeout | undefined;
 }
 
 interface SessionState {
+  /** Set once `shell` or `exec` was accepted. */
+  channel: ServerChannel | undefined;
   env: Record<string, string>;
   pty: SshPty | undefined;
   bound: BoundSession | undefined;
@@ -211,6 +214,8 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
   const hostKey: SshHostKey = await loadOrCreateHostKey(hostKeyPath);
 
   const connections = new Map<string, ConnectionState>();
+  /** Sockets by `address:port`, from accept until close; ssh2 reports the same pair. */
+  const sockets = new Map<string, { socket: net.Socket; authTimer: NodeJS.Timeout | undefined }>();
   let closed = false;
 
   const server = new ssh2.Server(
@@ -223,13 +228,40 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
     },
     (client, info) => onConnection(client, info.ip, info.port),
   );
-  server.maxConnections = maxConnections;
   server.on('error', (error: Error) => logger.error({ err: error }, 'ssh server error'));
 
+  // Sockets are accepted here and handed to ssh2, so the connection limit and
+  // the authentication deadline also cover clients that never finish a handshake.
+  const tcp = net.createServer((socket) => {
+    if (closed || sockets.size >= maxConnections) {
+      logger.info({ remoteAddress: socket.remoteAddress }, 'ssh connection refused: too many');
+      socket.destroy();
+      return;
+    }
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
+    const authTimer =
+      authTimeoutMs > 0
+        ? setTimeout(() => {
+            logger.info({ remoteAddress: socket.remoteAddress }, 'ssh authentication timed out');
+            socket.destroy();
+          }, authTimeoutMs)
+        : undefined;
+    authTimer?.unref();
+    sockets.set(key, { socket, authTimer });
+    socket.once('close', () => {
+      if (authTimer) clearTimeout(authTimer);
+      sockets.delete(key);
+    });
+    socket.on('error', () => {});
+    server.injectSocket(socket);
+  });
+
   function onConnection(client: Connection, remoteAddress: string, remotePort: number): void {
+    const accepted = sockets.get(`${remoteAddress}:${remotePort}`);
     const state: ConnectionState = {
       info: { id: randomUUID(), username: undefined, remoteAddress, remotePort },
       client,
+      socket: accepted?.socket,
       user: undefined,
       sessions: new Set(),
       idleTimer: undefined,
@@ -241,18 +273,9 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
     connections.set(state.info.id, state);
     const log = logger.child({ connectionId: state.info.id, remoteAddress });
     let failures = 0;
-    const authTimer =
-      authTimeoutMs > 0
-        ? setTimeout(() => {
-            log.info('ssh authentication timed out');
-            client.end();
-          }, authTimeoutMs)
-        : undefined;
-    authTimer?.unref();
 
     client.on('error', (error: Error) => log.debug({ err: error }, 'ssh connection error'));
     client.on('close', () => {
-      if (authTimer) clearTimeout(authTimer);
       if (state.idleTimer) clearTimeout(state.idleTimer);
       connections.delete(state.info.id);
     });
@@ -273,12 +296,12 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
       );
     });
     client.on('ready', () => {
-      if (authTimer) clearTimeout(authTimer);
+      if (accepted?.authTimer) clearTimeout(accepted.authTimer);
       log.debug({ username: state.info.username }, 'ssh login');
       armIdle(state);
     });
     client.on('session', (accept, reject) => {
-      if (state.sessions.size >= maxSessions) {
+      if (liveSessions(state) >= maxSessions) {
         log.info('ssh session refused: too many sessions on this connection');
         reject();
         return;
@@ -291,11 +314,25 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
     client.on('request', (accept, reject) => reject?.());
   }
 
+  /**
+   * Sessions not closed yet. ssh2 marks a channel closed as soon as the
+   * client's CHANNEL_CLOSE is read, before the stream's `close` event, so a
+   * client that waits for a close and opens the next session is not refused.
+   */
+  function liveSessions(state: ConnectionState): number {
+    let count = 0;
+    for (const session of state.sessions) {
+      const incoming = session.channel?.incoming as { state?: string } | undefined;
+      if (incoming?.state !== 'closed') count += 1;
+    }
+    return count;
+  }
+
   function armIdle(state: ConnectionState): void {
     if (idleTimeoutMs === undefined || idleTimeoutMs === 0) return;
     if (state.idleTimer) clearTimeout(state.idleTimer);
     state.idleTimer = undefined;
-    if (state.sessions.size > 0) return;
+    if (liveSessions(state) > 0) return;
     state.idleTimer = setTimeout(() => state.client.end(), idleTimeoutMs);
     state.idleTimer.unref();
   }
@@ -361,11 +398,14 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
 
   function onSession(session: Session, connection: ConnectionState, log: Logger): void {
     const state: SessionState = {
+      channel: undefined,
       env: {},
       pty: undefined,
       bound: undefined,
       pendingSize: undefined,
     };
+    // Counted from now: a session that asks for nothing still holds a slot.
+    connection.sessions.add(state);
     const user = connection.user ?? { name: connection.info.username ?? '' };
     const context = (): SshSessionContext => ({
       connectionId: connection.info.id,
@@ -430,7 +470,7 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
     session.on('auth-agent', (_accept, reject) => reject?.());
 
     function start(channel: ServerChannel, resolveTarget: () => SshTarget | Promise<SshTarget>) {
-      connection.sessions.add(state);
+      state.channel = channel;
       armIdle(connection);
       channel.once('close', () => {
         connection.sessions.delete(state);
@@ -535,13 +575,13 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
       if (closed) throw new OverthereError('FAILED_PRECONDITION', 'the ssh server is closed');
       await new Promise<void>((resolve, reject) => {
         const onError = (error: Error): void => reject(error);
-        server.once('error', onError);
-        server.listen(port, host, () => {
-          server.off('error', onError);
+        tcp.once('error', onError);
+        tcp.listen(port, host, () => {
+          tcp.off('error', onError);
           resolve();
         });
       });
-      const address = server.address() as AddressInfo;
+      const address = tcp.address() as AddressInfo;
       logger.info({ host: address.address, port: address.port }, 'ssh server listening');
       return { host: address.address, port: address.port };
     },
@@ -566,11 +606,19 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
       if (closed) return;
       closed = true;
       const closing = new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        if (!tcp.listening) resolve();
+        else tcp.close(() => resolve());
       });
       for (const state of connections.values()) state.client.end();
-      // server.close waits for every socket; end() above lets them go.
-      await closing.catch(() => {});
+      // A polite end first; whatever is still open after a moment is cut.
+      const cut = setTimeout(() => {
+        for (const { socket } of sockets.values()) socket.destroy();
+      }, 1_000);
+      for (const { socket } of sockets.values()) {
+        if (!connections.size) socket.destroy();
+      }
+      await closing;
+      clearTimeout(cut);
     },
   };
 }

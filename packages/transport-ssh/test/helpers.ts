@@ -1,5 +1,6 @@
 /** Shared pieces of the SSH integration tests: a server on 127.0.0.1 and the OpenSSH client. */
 import { spawn } from 'node:child_process';
+import pty from '@lydell/node-pty';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -178,4 +179,72 @@ export function waitFor(
     supervisor.on('task-end', check);
     check();
   });
+}
+
+/** An interactive `ssh -tt` in a pseudo-terminal, as a person would run it. */
+export interface InteractiveSsh {
+  /** Everything the terminal showed so far. */
+  readonly output: string;
+  write(data: string): void;
+  /** Resolve once the output after `since` (a length of `output`) matches; returns the match. */
+  expect(pattern: RegExp, since?: number, timeoutMs?: number): Promise<RegExpExecArray>;
+  resize(cols: number, rows: number): void;
+  /** Resolves with the client's exit code once it exits. */
+  readonly exited: Promise<number>;
+  kill(signal?: string): void;
+}
+
+/** Start `ssh -tt` (through sshpass when a password is given) in a node-pty terminal of `cols`×`rows`. */
+export function interactiveSsh(
+  options: Omit<RunSshOptions, 'stdin' | 'timeoutMs'> & { cols?: number; rows?: number },
+): InteractiveSsh {
+  const argv = sshArguments({ ...options, args: ['-tt', ...(options.args ?? [])] });
+  const [file, args] =
+    options.password === undefined
+      ? ['ssh', argv]
+      : ['sshpass', ['-p', options.password, 'ssh', ...argv]];
+  const terminal = pty.spawn(file, args, {
+    cols: options.cols ?? 80,
+    rows: options.rows ?? 24,
+    name: 'xterm',
+    env: { ...process.env, TERM: 'xterm' } as Record<string, string>,
+  });
+  let output = '';
+  const listeners = new Set<() => void>();
+  terminal.onData((data) => {
+    output += data;
+    for (const listener of listeners) listener();
+  });
+  const exited = new Promise<number>((resolve) => {
+    terminal.onExit(({ exitCode }) => {
+      for (const listener of listeners) listener();
+      resolve(exitCode);
+    });
+  });
+  return {
+    get output() {
+      return output;
+    },
+    write: (data) => terminal.write(data),
+    resize: (cols, rows) => terminal.resize(cols, rows),
+    exited,
+    kill: (signal) => terminal.kill(signal),
+    expect(pattern, since = 0, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const check = (): void => {
+          const match = pattern.exec(output.slice(since));
+          if (!match) return;
+          listeners.delete(check);
+          clearTimeout(timer);
+          resolve(match);
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`no ${String(pattern)} in terminal output:\n${output.slice(since)}`));
+        }, timeoutMs);
+        listeners.add(check);
+        check();
+      });
+    },
+  };
 }

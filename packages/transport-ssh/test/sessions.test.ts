@@ -1,0 +1,190 @@
+import { once } from 'node:events';
+import net from 'node:net';
+import ssh2, { type ClientChannel } from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OverthereError, isFinalState } from '@overthere/core';
+import { interactiveSsh, runSsh, startSshServer, type TestSshServer } from './helpers.js';
+
+/** An ssh2 client connected to a test server (the OpenSSH client cannot send signal requests). */
+async function connect(ssh: TestSshServer): Promise<ssh2.Client> {
+  const client = new ssh2.Client();
+  const ready = once(client, 'ready');
+  client.connect({ host: '127.0.0.1', port: ssh.port, username: 'tester', password: 'x' });
+  await ready;
+  return client;
+}
+
+interface ExitInfo {
+  code: number | null;
+  signal: string | undefined;
+}
+
+/** A channel with its exit, listened for from the moment it opens (the exit may come in the same packet batch). */
+type ExecChannel = ClientChannel & { exit: Promise<ExitInfo> };
+
+function exec(client: ssh2.Client, command: string): Promise<ExecChannel> {
+  return new Promise((resolve, reject) => {
+    client.exec(command, (error, channel) => {
+      if (error) {
+        reject(error);
+        return;
+      }
+      const exit = new Promise<ExitInfo>((resolveExit) => {
+        channel.on('exit', (code: number | null, signal?: string) => resolveExit({ code, signal }));
+      });
+      channel.resume();
+      channel.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+      resolve(Object.assign(channel, { exit }));
+    });
+  });
+}
+
+/** Resolves with what the channel's `exit` event carried. */
+function exitOf(channel: ExecChannel): Promise<ExitInfo> {
+  return channel.exit;
+}
+
+describe('ssh sessions: attach, signals, disconnects, limits', () => {
+  let ssh: TestSshServer;
+  beforeAll(async () => {
+    ssh = await startSshServer({
+      maxSessionsPerConnection: 2,
+      allowEnv: ['LANG', 'LC_*', 'GREETING'],
+    });
+  });
+  afterAll(async () => {
+    await ssh.close();
+  });
+
+  it('attaches to a task started through the supervisor (as HTTP would), replaying its output', async () => {
+    const task = await ssh.supervisor.create({
+      command: ['/bin/sh', '-c', 'echo before; read line; echo "got $line"; echo oops >&2; exit 4'],
+      stdin: 'pipe',
+    });
+    await expect
+      .poll(async () => (await ssh.supervisor.output(task.id).text('stdout')).toString())
+      .toBe('before\n');
+    const result = await runSsh({ server: ssh, command: `attach ${task.id}`, stdin: 'hello\n' });
+    expect(result.stdout.toString()).toBe('before\ngot hello\n');
+    expect(result.stderr).toBe('oops\n');
+    expect(result.code).toBe(4);
+  });
+
+  it('reports an unknown task and a malformed attach as errors with status 255', async () => {
+    const unknown = await runSsh({ server: ssh, command: 'attach no-such-task' });
+    expect(unknown.code).toBe(255);
+    expect(unknown.stderr).toMatch(/NOT_FOUND: no such task: no-such-task/);
+    const malformed = await runSsh({ server: ssh, command: 'attach' });
+    expect(malformed.code).toBe(255);
+    expect(malformed.stderr).toMatch(/INVALID_ARGUMENT: usage: attach TASK_ID/);
+  });
+
+  it('sends exit-signal when the task dies by a signal, and forwards signal requests', async () => {
+    const client = await connect(ssh);
+    try {
+      const killed = await exec(client, 'kill -USR1 $$');
+      expect(await exitOf(killed)).toEqual({ code: null, signal: 'SIGUSR1' });
+
+      const sleeper = await exec(client, 'echo started; exec sleep 30');
+      const exited = exitOf(sleeper);
+      await new Promise<void>((resolve) => sleeper.once('data', () => resolve()));
+      sleeper.signal('TERM');
+      expect(await exited).toEqual({ code: null, signal: 'SIGTERM' });
+    } finally {
+      client.end();
+    }
+  });
+
+  it('stops a default exec task when its client goes away', async () => {
+    const client = await connect(ssh);
+    const channel = await exec(client, 'echo started; exec sleep 30');
+    await new Promise<void>((resolve) => channel.once('data', () => resolve()));
+    const [task] = ssh.supervisor.list({
+      state: 'running',
+      labels: { 'overthere.ssh.user': 'tester' },
+    });
+    expect(task).toBeDefined();
+    client.destroy();
+    const ended = await ssh.supervisor.wait(task!.id);
+    expect(ended.exit?.signal).toBe('SIGHUP');
+  });
+
+  it('passes allowed env requests and drops the others', async () => {
+    const result = await runSsh({
+      server: ssh,
+      command: 'echo "$GREETING|${SECRET_THING:-unset}"',
+      args: ['-o', 'SetEnv=GREETING=hello SECRET_THING=leak'],
+    });
+    expect(result.stderr).toBe('');
+    expect(result.stdout.toString()).toBe('hello|unset\n');
+  });
+
+  it('refuses sessions past maxSessionsPerConnection without disturbing the others', async () => {
+    const client = await connect(ssh);
+    try {
+      const first = await exec(client, 'exec sleep 30');
+      const second = await exec(client, 'exec sleep 30');
+      const error = await exec(client, 'true').catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(Error);
+      const firstExit = exitOf(first);
+      const firstClosed = once(first, 'close');
+      first.signal('KILL');
+      expect(await firstExit).toEqual({ code: null, signal: 'SIGKILL' });
+      await firstClosed;
+      // A slot is free again.
+      const third = await exec(client, 'exit 5');
+      expect(await exitOf(third)).toEqual({ code: 5, signal: undefined });
+      second.close();
+    } finally {
+      client.end();
+    }
+  });
+
+  it('disconnects every session of a user; a kept task survives', async () => {
+    const shell = await ssh.supervisor.create({
+      command: ['/bin/sh'],
+      tty: { cols: 80, rows: 24 },
+    });
+    const client = interactiveSsh({ server: ssh, user: 'kicked', command: `attach ${shell.id}` });
+    client.write('echo "at""tached"\r');
+    await client.expect(/attached/);
+    expect(ssh.server.connections().map((connection) => connection.taskIds)).toContainEqual([
+      shell.id,
+    ]);
+    expect(ssh.server.disconnect({ username: 'nobody-here' })).toBe(0);
+    expect(ssh.server.disconnect({ username: 'kicked' })).toBe(1);
+    expect(await client.exited).toBe(255);
+    expect(isFinalState(ssh.supervisor.get(shell.id).state)).toBe(false);
+    await ssh.supervisor.stop(shell.id, { graceMs: 1_000 });
+  });
+
+  it('reports a hook failure on stderr with status 255', async () => {
+    const failing = await startSshServer({
+      hooks: {
+        exec: () => {
+          throw new OverthereError('PERMISSION_DENIED', 'not for you');
+        },
+      },
+    });
+    try {
+      const result = await runSsh({ server: failing, command: 'true' });
+      expect(result.code).toBe(255);
+      expect(result.stderr).toBe('overthere: PERMISSION_DENIED: not for you\n');
+    } finally {
+      await failing.close();
+    }
+  });
+
+  it('drops a connection that does not authenticate within authTimeoutMs', async () => {
+    const strict = await startSshServer({ authTimeoutMs: 300 });
+    try {
+      const socket = net.connect(strict.port, '127.0.0.1');
+      socket.resume();
+      const started = Date.now();
+      await once(socket, 'close');
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await strict.close();
+    }
+  });
+});
