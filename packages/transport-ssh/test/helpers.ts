@@ -207,7 +207,7 @@ export function interactiveSsh(
     cols: options.cols ?? 80,
     rows: options.rows ?? 24,
     name: 'xterm',
-    env: { ...process.env, TERM: 'xterm' } as Record<string, string>,
+    env: { ...process.env, TERM: 'xterm' },
   });
   let output = '';
   const listeners = new Set<() => void>();

@@ -20,7 +20,7 @@ interface ExitInfo {
 }
 
 /** A channel with its exit, listened for from the moment it opens (the exit may come in the same packet batch). */
-type ExecChannel = ClientChannel & { exit: Promise<ExitInfo> };
+type ExecChannel = ClientChannel & { exited: Promise<ExitInfo> };
 
 function exec(client: ssh2.Client, command: string): Promise<ExecChannel> {
   return new Promise((resolve, reject) => {
@@ -34,14 +34,14 @@ function exec(client: ssh2.Client, command: string): Promise<ExecChannel> {
       });
       channel.resume();
       channel.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
-      resolve(Object.assign(channel, { exit }));
+      resolve(Object.assign(channel, { exited: exit }));
     });
   });
 }
 
 /** Resolves with what the channel's `exit` event carried. */
 function exitOf(channel: ExecChannel): Promise<ExitInfo> {
-  return channel.exit;
+  return channel.exited;
 }
 
 describe('ssh sessions: attach, signals, disconnects, limits', () => {
