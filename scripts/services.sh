@@ -4,6 +4,7 @@
 #   - the test image overthere-test:busybox, built locally from busybox-static
 #   - nats-server with JetStream on 127.0.0.1:4222 (monitoring on 127.0.0.1:8222)
 #   - the clients tests drive: ssh, sshpass, curl
+#   - OpenSSH's sshd, the baseline of the SSH benchmark (started by the bench itself)
 #
 # Usage: bash scripts/services.sh up|down|status
 #
@@ -98,8 +99,9 @@ declare -A PACKAGE_FILES=(
   [sshpass]=/usr/bin/sshpass
   [openssh-client]=/usr/bin/ssh
   [curl]=/usr/bin/curl
+  [openssh-server]=/usr/sbin/sshd
 )
-PACKAGE_ORDER=(docker.io nats-server busybox-static sshpass openssh-client curl)
+PACKAGE_ORDER=(docker.io nats-server busybox-static sshpass openssh-client curl openssh-server)
 
 package_installed() {
   local package=$1
