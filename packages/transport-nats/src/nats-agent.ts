@@ -112,6 +112,8 @@ const TASK_STATES: readonly TaskState[] = [
   'failed',
   'lost',
 ];
+/** The queue group of `P.create`. */
+const CREATE_QUEUE = 'q';
 /** Room kept in a message beyond the batch for headers and protocol. */
 const PAYLOAD_RESERVE_BYTES = 16 * 1024;
 
@@ -423,6 +425,10 @@ export async function createNatsAgent(options: NatsAgentOptions): Promise<NatsAg
     description: 'overthere agent: tasks, output by cursor, capacity',
     metadata: { agent: agentId, prefix: subjects.prefix },
     statsHandler: () => Promise.resolve({ agent: agentId }),
+    // No queue group by default: this release of the services package reads an
+    // endpoint's `queue: ''` as "use the service's", so the one queued endpoint
+    // (create on any agent) names its group instead.
+    queue: '',
   });
   const agentGroup = service.addGroup(subjects.agentGroup(agentId));
   for (const operation of Object.keys(operations) as AgentOperation[]) {
@@ -434,17 +440,16 @@ export async function createNatsAgent(options: NatsAgentOptions): Promise<NatsAg
   // Create on any agent: the queue group hands each request to one of them.
   service.addEndpoint('create', {
     subject: subjects.create,
+    queue: CREATE_QUEUE,
     handler: (_error, message) => answer(message, () => create(decodeJson(message.data))),
   });
   // Every agent answers these (no queue group).
   service.addEndpoint('agents', {
     subject: subjects.agents,
-    queue: '',
     handler: (_error, message) => answer(message, advert),
   });
   service.addEndpoint('locate', {
     subject: subjects.locate,
-    queue: '',
     handler: (_error, message) => {
       try {
         const request = idOf(decodeJson(message.data));

@@ -239,13 +239,45 @@ export function createNatsClient(options: NatsClientOptions = {}): NatsClient {
 
   /** Called when the connection drops: requests in flight then fail at once and are retried. */
   const onDisconnect = new Set<() => void>();
+  /** Settles once the connection is back; undefined while it is up. */
+  let reconnected: { promise: Promise<void>; resolve: () => void } | undefined;
   function watchStatus(nc: NatsConnection): NatsConnection {
     void (async () => {
       for await (const status of nc.status()) {
-        if (status.type === 'disconnect') for (const listener of [...onDisconnect]) listener();
+        if (status.type === 'disconnect') {
+          if (reconnected === undefined) {
+            let resolve: () => void = () => undefined;
+            const promise = new Promise<void>((done) => (resolve = done));
+            reconnected = { promise, resolve };
+          }
+          for (const listener of [...onDisconnect]) listener();
+        } else if (status.type === 'reconnect') {
+          reconnected?.resolve();
+          reconnected = undefined;
+        }
       }
     })().catch(() => undefined);
     return nc;
+  }
+
+  /** While the connection is down, wait for it (at most `timeoutMs`) rather than send into the void. */
+  async function connected(timeoutMs: number): Promise<void> {
+    const pending = reconnected;
+    if (pending === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        pending.promise,
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(
+            () => reject(new OverthereError('UNAVAILABLE', 'the NATS connection is down')),
+            timeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   function connection(): Promise<NatsConnection> {
@@ -276,6 +308,7 @@ export function createNatsClient(options: NatsClientOptions = {}): NatsClient {
     settings: { timeoutMs?: number; headers?: ReturnType<typeof natsHeaders> } = {},
   ): Promise<Msg> {
     const nc = await connection();
+    await connected(settings.timeoutMs ?? requestTimeoutMs);
     let reply: Msg;
     let dropped: (() => void) | undefined;
     try {
@@ -436,8 +469,12 @@ export function createNatsClient(options: NatsClientOptions = {}): NatsClient {
         owners.set(task.id, agent);
         return task;
       } catch (error) {
-        // An advert outlives its agent by up to the TTL: try the next one.
-        if (!OverthereError.hasCode(error, 'UNAVAILABLE')) throw error;
+        // An advert outlives its agent by up to the TTL, and the room it showed
+        // may be taken by the time the create arrives: try the next one.
+        const tryNext =
+          OverthereError.hasCode(error, 'UNAVAILABLE') ||
+          OverthereError.hasCode(error, 'RESOURCE_EXHAUSTED');
+        if (!tryNext || agent === candidates.at(-1)) throw error;
       }
     }
     // Nobody advertised (yet): any agent, through the queue group.
