@@ -74,9 +74,12 @@ function start(request) {
     stream.pause();
     stream._handle.readStop();
   }
+  // stdin first: handles go out one at a time, and Node destroys a child's
+  // stdin when it exits, so one queued behind the others would be lost for a
+  // task that ends at once.
+  if (child.stdin) send({ t: 'stdin', id }, child.stdin);
   send({ t: 'stdout', id, pid: child.pid }, child.stdout);
   send({ t: 'stderr', id }, child.stderr);
-  if (child.stdin) send({ t: 'stdin', id }, child.stdin);
   child.once('exit', (code, signal) => send({ t: 'exit', id, code, signal }));
 }
 
