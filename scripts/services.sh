@@ -100,8 +100,11 @@ declare -A PACKAGE_FILES=(
   [openssh-client]=/usr/bin/ssh
   [curl]=/usr/bin/curl
   [openssh-server]=/usr/sbin/sshd
+  # smartmob-agent unpacks tar.bz2 and tar.xz archives through these.
+  [bzip2]=/usr/bin/bzip2
+  [xz-utils]=/usr/bin/xz
 )
-PACKAGE_ORDER=(docker.io nats-server busybox-static sshpass openssh-client curl openssh-server)
+PACKAGE_ORDER=(docker.io nats-server busybox-static sshpass openssh-client curl openssh-server bzip2 xz-utils)
 
 package_installed() {
   local package=$1
