@@ -399,6 +399,12 @@ export async function createNatsAgent(options: NatsAgentOptions): Promise<NatsAg
     },
   };
 
+  /**
+   * Errors answered, by endpoint subject. The services package counts only
+   * handlers that throw synchronously; ours answer later, so they are counted
+   * here and reported as each endpoint's stats `data`.
+   */
+  const errorCounts = new Map<string, number>();
   const answer = (message: ServiceMsg, work: () => Promise<unknown>): void => {
     // Through then(), so a synchronous throw is answered like a rejection.
     Promise.resolve()
@@ -411,6 +417,7 @@ export async function createNatsAgent(options: NatsAgentOptions): Promise<NatsAg
           const reply = errorReply(error);
           if (reply.status >= 500)
             logger.warn({ err: error, subject: message.subject }, 'request failed');
+          errorCounts.set(message.subject, (errorCounts.get(message.subject) ?? 0) + 1);
           message.respondError(reply.status, reply.message, reply.body);
         },
       );
@@ -424,7 +431,8 @@ export async function createNatsAgent(options: NatsAgentOptions): Promise<NatsAg
     version: SERVICE_VERSION,
     description: 'overthere agent: tasks, output by cursor, capacity',
     metadata: { agent: agentId, prefix: subjects.prefix },
-    statsHandler: () => Promise.resolve({ agent: agentId }),
+    statsHandler: (endpoint) =>
+      Promise.resolve({ agent: agentId, errors: errorCounts.get(endpoint.subject) ?? 0 }),
     // No queue group by default: this release of the services package reads an
     // endpoint's `queue: ''` as "use the service's", so the one queued endpoint
     // (create on any agent) names its group instead.
