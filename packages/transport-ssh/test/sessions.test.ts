@@ -20,7 +20,7 @@ interface ExitInfo {
 }
 
 /** A channel with its exit, listened for from the moment it opens (the exit may come in the same packet batch). */
-type ExecChannel = ClientChannel & { exited: Promise<ExitInfo> };
+type ExecChannel = ClientChannel & { exited: Promise<ExitInfo>; firstOutput: Promise<void> };
 
 function exec(client: ssh2.Client, command: string): Promise<ExecChannel> {
   return new Promise((resolve, reject) => {
@@ -32,9 +32,12 @@ function exec(client: ssh2.Client, command: string): Promise<ExecChannel> {
       const exit = new Promise<ExitInfo>((resolveExit) => {
         channel.on('exit', (code: number | null, signal?: string) => resolveExit({ code, signal }));
       });
+      const firstOutput = new Promise<void>((resolveOutput) => {
+        channel.once('data', () => resolveOutput());
+      });
       channel.resume();
       channel.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
-      resolve(Object.assign(channel, { exited: exit }));
+      resolve(Object.assign(channel, { exited: exit, firstOutput }));
     });
   });
 }
@@ -87,7 +90,7 @@ describe('ssh sessions: attach, signals, disconnects, limits', () => {
 
       const sleeper = await exec(client, 'echo started; exec sleep 30');
       const exited = exitOf(sleeper);
-      await new Promise<void>((resolve) => sleeper.once('data', () => resolve()));
+      await sleeper.firstOutput;
       sleeper.signal('TERM');
       expect(await exited).toEqual({ code: null, signal: 'SIGTERM' });
     } finally {
@@ -98,7 +101,7 @@ describe('ssh sessions: attach, signals, disconnects, limits', () => {
   it('stops a default exec task when its client goes away', async () => {
     const client = await connect(ssh);
     const channel = await exec(client, 'echo started; exec sleep 30');
-    await new Promise<void>((resolve) => channel.once('data', () => resolve()));
+    await channel.firstOutput;
     const [task] = ssh.supervisor.list({
       state: 'running',
       labels: { 'overthere.ssh.user': 'tester' },
