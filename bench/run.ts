@@ -10,6 +10,7 @@ import { outputBenchmarks } from './output-throughput.js';
 import { rssBenchmarks } from './live-tasks-rss.js';
 import { httpBenchmarks } from './http-agent.js';
 import { levityBenchmarks } from './levity.js';
+import { natsBenchmarks } from './nats.js';
 import { smartmobBenchmarks } from './smartmob.js';
 import type { BenchResult } from './report.js';
 import { printResults } from './report.js';
@@ -20,6 +21,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   rss: rssBenchmarks,
   http: httpBenchmarks,
   levity: levityBenchmarks,
+  nats: natsBenchmarks,
   smartmob: smartmobBenchmarks,
 };
 
