@@ -12,6 +12,7 @@ import { httpBenchmarks } from './http-agent.js';
 import { levityBenchmarks } from './levity.js';
 import { natsBenchmarks } from './nats.js';
 import { smartmobBenchmarks } from './smartmob.js';
+import { dockerBenchmarks } from './docker.js';
 import type { BenchResult } from './report.js';
 import { printResults } from './report.js';
 
@@ -23,6 +24,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   levity: levityBenchmarks,
   nats: natsBenchmarks,
   smartmob: smartmobBenchmarks,
+  docker: dockerBenchmarks,
 };
 
 const chosen = process.argv.slice(2).filter((name) => !name.startsWith('-'));
