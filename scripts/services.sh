@@ -103,8 +103,11 @@ declare -A PACKAGE_FILES=(
   # smartmob-agent unpacks tar.bz2 and tar.xz archives through these.
   [bzip2]=/usr/bin/bzip2
   [xz-utils]=/usr/bin/xz
+  # runtime-docker's disk quotas: a loop-mounted ext4 image per container.
+  [e2fsprogs]=/sbin/mkfs.ext4
+  [mount]=/sbin/losetup
 )
-PACKAGE_ORDER=(docker.io nats-server busybox-static sshpass openssh-client curl openssh-server bzip2 xz-utils)
+PACKAGE_ORDER=(docker.io nats-server busybox-static sshpass openssh-client curl openssh-server bzip2 xz-utils e2fsprogs mount)
 
 package_installed() {
   local package=$1
