@@ -10,6 +10,7 @@ import { outputBenchmarks } from './output-throughput.js';
 import { rssBenchmarks } from './live-tasks-rss.js';
 import { httpBenchmarks } from './http-agent.js';
 import { levityBenchmarks } from './levity.js';
+import { sshBenchmarks } from './ssh.js';
 import { natsBenchmarks } from './nats.js';
 import { smartmobBenchmarks } from './smartmob.js';
 import { dockerBenchmarks } from './docker.js';
@@ -22,6 +23,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   rss: rssBenchmarks,
   http: httpBenchmarks,
   levity: levityBenchmarks,
+  ssh: sshBenchmarks,
   nats: natsBenchmarks,
   smartmob: smartmobBenchmarks,
   docker: dockerBenchmarks,

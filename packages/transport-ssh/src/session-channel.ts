@@ -18,6 +18,9 @@ import {
 } from '@overthere/core';
 import type { SshDisconnectAction } from './types.js';
 
+/** Stdin bytes written to the task but not yet flushed, past which the channel is paused. */
+const STDIN_HIGH_WATER_BYTES = 1024 * 1024;
+
 /** Exit status a session gets when the server could not run what it asked for. */
 export const SESSION_ERROR_STATUS = 255;
 
@@ -119,31 +122,44 @@ export function bindSession(options: BoundSessionOptions): BoundSession {
   const spec = supervisor.get(taskId).spec;
   const takesStdin = spec.stdin === 'pipe' || spec.tty !== undefined;
 
-  // Channel data is applied in order; the channel is paused while a write is
-  // pending so a fast client is held back by the SSH window, not by memory.
+  // Requests (resize, signal) are applied in order.
   let queue: Promise<void> = Promise.resolve();
   const enqueue = (step: () => Promise<void>): void => {
     queue = queue.then(step).catch((error: unknown) => {
-      logger.debug({ err: error, taskId }, 'ssh session input not applied');
+      logger.debug({ err: error, taskId }, 'ssh session request not applied');
     });
   };
+
+  // Stdin: writeStdin writes synchronously, so writes keep their order without
+  // waiting for each other; up to STDIN_HIGH_WATER_BYTES may be in flight, then
+  // the channel is paused and the SSH window holds the client back.
+  let stdinInFlight = 0;
+  let lastStdinWrite: Promise<void> = Promise.resolve();
   channel.on('data', (data: Buffer) => {
     if (!takesStdin) return;
-    channel.pause();
-    enqueue(async () => {
-      try {
-        await supervisor.writeStdin(taskId, data);
-      } finally {
-        channel.resume();
-      }
-    });
+    stdinInFlight += data.length;
+    if (stdinInFlight >= STDIN_HIGH_WATER_BYTES) channel.pause();
+    lastStdinWrite = supervisor
+      .writeStdin(taskId, data)
+      .catch((error: unknown) => {
+        logger.debug({ err: error, taskId }, 'ssh session input not written');
+      })
+      .finally(() => {
+        stdinInFlight -= data.length;
+        if (stdinInFlight < STDIN_HIGH_WATER_BYTES / 2 && channel.isPaused()) channel.resume();
+      });
   });
   channel.on('end', () => {
     // ssh2 also ends the stream when the connection drops; only the client's
     // own EOF (incoming state `eof`) means "no more input". A dropped client
     // must not type ^D into a shell that is meant to outlive it.
     const incoming = channel.incoming as { state?: string } | undefined;
-    if (takesStdin && incoming?.state === 'eof') enqueue(() => supervisor.closeStdin(taskId));
+    if (!takesStdin || incoming?.state !== 'eof') return;
+    void lastStdinWrite
+      .then(() => supervisor.closeStdin(taskId))
+      .catch((error: unknown) => {
+        logger.debug({ err: error, taskId }, 'ssh session EOF not applied');
+      });
   });
 
   const done = new Promise<void>((resolve) => {
