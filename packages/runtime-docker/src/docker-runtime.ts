@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile, rm, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, rmdir, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import {
@@ -614,6 +614,8 @@ export async function createDockerRuntime(
       memoryBytes: limits.memoryBytes ?? 0,
       diskBytes: limits.diskBytes ?? 0,
     });
+    // Disposed while this was starting: it must not outlive the runtime.
+    if (state === 'disposed') await managed.kill();
     return managed;
   };
 
@@ -856,6 +858,8 @@ export async function createDockerRuntime(
       while (cleanups.size > 0) await Promise.all([...cleanups]);
       for (const timer of cursorTimers.values()) clearTimeout(timer);
       cursorTimers.clear();
+      // Leave no empty state behind (a cursor or quota image left means a container still needs it).
+      for (const dir of [cursorDir, quotaDir, stateDir]) await rmdir(dir).catch(() => undefined);
     })();
     return disposing;
   };

@@ -187,6 +187,25 @@ describe('capacity and errors', () => {
     expect((error as Error).message).toContain('overthere-test:no-such-tag');
   });
 
+  it('pulls only when asked; a failed pull is SPAWN_FAILED naming the image', async () => {
+    // A registry on loopback where nothing listens: the pull fails fast, without the network.
+    const image = '127.0.0.1:9/overthere/nothing:latest';
+    const spawnWith = (pull: boolean) =>
+      runtime
+        .spawn({ command: ['true'], runtimeOptions: { docker: { image, pull } } }, context('pull'))
+        .then(
+          () => undefined,
+          (rejection: unknown) => rejection as Error & { code?: string },
+        );
+    const notAsked = await spawnWith(false);
+    expect(notAsked).toMatchObject({ code: 'SPAWN_FAILED' });
+    expect(notAsked?.message).toMatch(/not present/);
+    expect(notAsked?.message).toContain(image);
+    const asked = await spawnWith(true);
+    expect(asked).toMatchObject({ code: 'SPAWN_FAILED' });
+    expect(asked?.message).toContain(`pulling image ${image}`);
+  });
+
   it('bad runtimeOptions and limits are INVALID_ARGUMENT', async () => {
     await expect(
       runtime.spawn(
