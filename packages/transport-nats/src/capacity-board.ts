@@ -52,10 +52,18 @@ export async function openCapacityBoard(
   options: { bucket: string; ttlMs: number; create: boolean },
 ): Promise<CapacityBoard> {
   const kvm = new Kvm(connection);
-  const open = (): Promise<KV> =>
-    options.create
-      ? kvm.create(options.bucket, { ttl: options.ttlMs, history: 1 })
-      : kvm.open(options.bucket);
+  const open = async (): Promise<KV> => {
+    if (!options.create) return kvm.open(options.bucket);
+    try {
+      return await kvm.create(options.bucket, { ttl: options.ttlMs, history: 1 });
+    } catch (error) {
+      // Created by another agent with other settings: use it as it is.
+      if (error instanceof Error && /already in use/i.test(error.message)) {
+        return kvm.open(options.bucket);
+      }
+      throw error;
+    }
+  };
   let kv = await open();
   // open() of a missing bucket succeeds; the first call on it would fail. Ask now.
   await kv.status();

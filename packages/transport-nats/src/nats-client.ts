@@ -143,12 +143,12 @@ export interface NatsClient {
   /** Like a followed `output`, but frames arrive on the task's live subject as they are written; gaps are pulled. */
   watch(
     id: string,
-    options?: Omit<NatsOutputOptions, 'follow'>,
+    options?: Omit<NatsOutputOptions, 'follow' | 'offset'>,
   ): AsyncIterableIterator<NatsOutputEvent>;
   /** Watch the task and drive its stdin, TTY and signals. */
   attach(
     id: string,
-    options?: Omit<NatsOutputOptions, 'follow' | 'signal'>,
+    options?: Omit<NatsOutputOptions, 'follow' | 'signal' | 'offset'>,
   ): Promise<NatsAttachment>;
   /** The agents in the pool with their adverts (from the capacity board, or by asking them). */
   agents(): Promise<AgentAdvert[]>;
@@ -586,7 +586,7 @@ export function createNatsClient(options: NatsClientOptions = {}): NatsClient {
 
   async function* watch(
     id: string,
-    watchOptions: Omit<NatsOutputOptions, 'follow'> = {},
+    watchOptions: Omit<NatsOutputOptions, 'follow' | 'offset'> = {},
   ): AsyncGenerator<NatsOutputEvent, void, undefined> {
     const { signal } = watchOptions;
     const nc = await connection();
@@ -600,19 +600,23 @@ export function createNatsClient(options: NatsClientOptions = {}): NatsClient {
       watchOptions.stream === 'both' ||
       watchOptions.stream === stream;
     let cursor = watchOptions.cursor;
-    /** Pull (without follow) from the cursor up to what the agent has; the end says whether the task is final. */
+    /**
+     * Pull (without follow) from the cursor up to what the agent has; the end
+     * says whether the task is final. Both streams, so the cursor follows every
+     * seq and a live frame at the cursor can be told from a missed one.
+     */
     async function* catchUp(): AsyncGenerator<NatsOutputEvent, TaskInfo | undefined, undefined> {
       let end: TaskInfo | undefined;
       const pullOptions: NatsOutputOptions = { ...(cursor === undefined ? {} : { cursor }) };
-      if (watchOptions.stream !== undefined) pullOptions.stream = watchOptions.stream;
-      if (cursor === undefined && watchOptions.offset !== undefined)
-        pullOptions.offset = watchOptions.offset;
       if (signal !== undefined) pullOptions.signal = signal;
       for await (const event of output(id, pullOptions)) {
         if (event.type === 'end') end = event.task;
-        else {
-          cursor = event.type === 'frame' ? event.seq + 1 : event.toSeq;
+        else if (event.type === 'gap') {
+          cursor = event.toSeq;
           yield event;
+        } else {
+          cursor = event.seq + 1;
+          if (wanted(event.stream)) yield event;
         }
       }
       return end;

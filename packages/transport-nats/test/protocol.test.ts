@@ -192,6 +192,19 @@ describe('output', () => {
     expect(new Set(seqs).size).toBe(seqs.length);
   });
 
+  it('watch with a stream filter delivers that stream only', async () => {
+    const task = await client.create({
+      command: ['sh', '-c', 'read go; for i in 1 2 3; do echo out$i; echo err$i >&2; done'],
+      stdin: 'pipe',
+    });
+    const watched = collect(client.watch(task.id, { stream: 'stderr' }));
+    await client.writeStdin(task.id, 'go\n');
+    const result = await watched;
+    expect(result.data.toString()).toBe('err1\nerr2\nerr3\n');
+    expect(result.frames.every((frame) => frame.stream === 'stderr')).toBe(true);
+    expect(result.end?.task.exit?.code).toBe(0);
+  });
+
   it('attach drives a TTY: input, resize, and the exit', async () => {
     const task = await client.create({
       command: ['sh', '-c', 'read line; stty size; echo "got $line"'],
