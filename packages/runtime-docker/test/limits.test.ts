@@ -112,6 +112,7 @@ describe.concurrent('limits', () => {
           command: sh(
             "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; echo ready; exec sleep 30",
           ),
+          limits: { cpus: 0.5, openFiles: 256 },
         },
         context('labels'),
       );
@@ -126,6 +127,8 @@ describe.concurrent('limits', () => {
       expect(info.Config.Labels['org.overthere.managed-by']).toBe('overthere');
       expect(info.HostConfig.Privileged).toBe(false);
       expect(info.HostConfig.NetworkMode).toBe('none');
+      expect(info.HostConfig.NanoCpus).toBe(500_000_000);
+      expect(info.HostConfig.Ulimits).toEqual([{ Name: 'nofile', Soft: 256, Hard: 256 }]);
       await child.signal('SIGTERM');
       expect((await within(child.wait(), 20_000, 'the exit')).reason).toBe('signalled');
       // Removal follows the exit; a fresh runtime's dispose awaits it, so wait via the daemon's events.
@@ -138,6 +141,26 @@ describe.concurrent('limits', () => {
         10_000,
         'the container being removed',
       );
+    },
+    CONTAINER_TEST_MS,
+  );
+});
+
+describe.concurrent('scripts', () => {
+  it(
+    'runs a script by its #! interpreter, or by /bin/sh without one',
+    async () => {
+      const [withShebang, plain] = await Promise.all([
+        runtime.spawn(
+          { script: '#!/bin/sh -e\necho "interpreted by sh -e: $-"\nfalse\necho unreachable\n' },
+          context('script-shebang'),
+        ),
+        runtime.spawn({ script: 'echo plain; exit 6' }, context('script-plain')),
+      ]);
+      const [shebangResult, plainResult] = await Promise.all([finish(withShebang), finish(plain)]);
+      expect(shebangResult.stdout).toMatch(/^interpreted by sh -e: \w*e\w*\n$/);
+      expect(shebangResult.exit).toEqual({ code: 1, signal: null, reason: 'exited' });
+      expect(plainResult).toMatchObject({ stdout: 'plain\n', exit: { code: 6 } });
     },
     CONTAINER_TEST_MS,
   );
