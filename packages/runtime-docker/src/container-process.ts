@@ -48,12 +48,16 @@ export interface ContainerProcessOptions {
   onExit: (status: ExitStatus) => void;
 }
 
-/** A stdin that forwards to the hijacked socket; ending it half-closes the socket (EOF). */
-function socketStdin(socket: Duplex): Writable {
+/**
+ * A stdin that forwards to the hijacked socket; ending it half-closes the
+ * socket (EOF). Input for a process that has gone is dropped, as with a pipe
+ * whose reader exited, rather than failing the writer.
+ */
+export function socketStdin(socket: Duplex): Writable {
   return new Writable({
     write(chunk: Buffer, _encoding, callback) {
       if (socket.destroyed || socket.writableEnded) return callback();
-      socket.write(chunk, (error) => callback(error ?? undefined));
+      socket.write(chunk, () => callback());
     },
     final(callback) {
       if (!socket.destroyed && !socket.writableEnded) socket.end();
@@ -74,28 +78,38 @@ export function createContainerProcess(options: ContainerProcessOptions): Manage
   });
 
   const status: Promise<ExitStatus> = (async () => {
-    let code = 255;
+    let code: number | undefined;
     let oomKilled = false;
+    let removed = false;
     try {
       const result = (await container.wait()) as { StatusCode?: number };
-      code = result.StatusCode ?? 255;
+      code = result.StatusCode;
     } catch (error) {
-      // Removed under us (dispose, or someone else): it was killed.
       logger.debug({ err: error }, 'waiting for the container failed');
-      sent.add('SIGKILL');
-      code = 137;
+      removed = engineStatus(error) === 404;
     }
     await pump.done;
     if (detached) return new Promise<never>(() => undefined);
     try {
       const info = await container.inspect();
       oomKilled = info.State.OOMKilled;
-      if (typeof info.State.ExitCode === 'number') code = info.State.ExitCode;
+      if (!info.State.Running && typeof info.State.ExitCode === 'number')
+        code = info.State.ExitCode;
     } catch (error) {
       logger.debug({ err: error }, 'inspecting the ended container failed');
+      removed ||= engineStatus(error) === 404;
     }
     finished = true;
-    const exit = exitStatusOf(code, oomKilled, sent);
+    let exit: ExitStatus;
+    if (code !== undefined) {
+      exit = exitStatusOf(code, oomKilled, sent);
+    } else if (removed) {
+      // Removed under us (by someone else): removal kills.
+      exit = { code: null, signal: 'SIGKILL', reason: 'signalled' };
+    } else {
+      // The daemon stopped answering: its fate is unknown.
+      exit = { code: null, signal: null, reason: 'lost' };
+    }
     options.onExit(exit);
     return exit;
   })();

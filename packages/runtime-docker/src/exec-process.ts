@@ -5,7 +5,7 @@
  * by another exec running `kill` on that group.
  */
 import { randomBytes } from 'node:crypto';
-import { Writable, type Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import {
   OverthereError,
   parseSignal,
@@ -16,7 +16,7 @@ import {
 } from '@overthere/core';
 import type Docker from 'dockerode';
 import { engineError, engineStatus } from './docker-errors.js';
-import type { ManagedProcess } from './container-process.js';
+import { socketStdin, type ManagedProcess } from './container-process.js';
 import { pumpOutput } from './output-pump.js';
 import { checkTtySize, exitStatusOf } from './spec-options.js';
 
@@ -140,18 +140,7 @@ export async function startExecProcess(options: ExecOptions): Promise<ManagedPro
     }
   };
 
-  const stdin = options.stdin
-    ? new Writable({
-        write(chunk: Buffer, _encoding, callback) {
-          if (socket.destroyed || socket.writableEnded) return callback();
-          socket.write(chunk, (error) => callback(error ?? undefined));
-        },
-        final(callback) {
-          if (!socket.destroyed && !socket.writableEnded) socket.end();
-          callback();
-        },
-      })
-    : undefined;
+  const stdin = options.stdin ? socketStdin(socket) : undefined;
 
   return {
     pid: undefined,

@@ -96,7 +96,7 @@ export function pumpOutput(source: Readable, options: PumpOptions): OutputPump {
     source.once('end', close);
     source.once('close', close);
     // A broken connection ends the output; the exit status comes from the daemon.
-    source.once('error', close);
+    source.on('error', close);
   });
 
   return {
