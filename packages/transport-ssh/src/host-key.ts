@@ -40,6 +40,24 @@ function describe(privateKey: string, file: string): SshHostKey {
   };
 }
 
+/** Length of an ssh-ed25519 public key blob: string "ssh-ed25519" and a 32-byte key. */
+const ED25519_BLOB_BYTES = 4 + 11 + 4 + 32;
+
+/**
+ * A new ed25519 private key in OpenSSH format. ssh2's generator drops a
+ * leading zero byte of the public key (about 1 key in 300), which yields a
+ * file it cannot read back; such a key is thrown away and another made.
+ */
+function generateEd25519PrivateKey(): string {
+  for (;;) {
+    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'overthere host key' });
+    const parsed = ssh2.utils.parseKey(pair.private);
+    if (!(parsed instanceof Error) && parsed.getPublicSSH().length === ED25519_BLOB_BYTES) {
+      return pair.private;
+    }
+  }
+}
+
 /**
  * Read the host key at `file`, or generate an ed25519 key there (mode 0600,
  * directory 0700) when the file does not exist.
@@ -53,7 +71,6 @@ export async function loadOrCreateHostKey(file: string): Promise<SshHostKey> {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'overthere host key' });
-  await writeFileAtomic(file, pair.private);
-  return describe(pair.private, file);
+  await writeFileAtomic(file, generateEd25519PrivateKey());
+  return describe(await readFile(file, 'utf8'), file);
 }

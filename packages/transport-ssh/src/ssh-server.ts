@@ -280,18 +280,26 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
       connections.delete(state.info.id);
     });
     client.on('authentication', (context) => {
+      const methods: ('password' | 'publickey')[] = ['password', 'publickey'];
+      const refuse = (): void => {
+        failures += 1;
+        // Cut off before answering the last failure, so no further guess is read.
+        if (failures >= maxAuthAttempts) {
+          log.info({ username: context.username }, 'ssh authentication: too many failures');
+          client.end();
+          return;
+        }
+        context.reject(methods);
+      };
+      if (failures >= maxAuthAttempts) return;
       authenticate(context, state).then(
-        (accepted) => {
-          if (accepted) return;
-          failures += 1;
-          if (failures >= maxAuthAttempts) {
-            log.info({ username: context.username }, 'ssh authentication: too many failures');
-            client.end();
-          }
+        (outcome) => {
+          if (outcome === 'refused') refuse();
+          else if (outcome === 'methods') context.reject(methods);
         },
         (error: unknown) => {
           log.error({ err: error }, 'ssh authenticate hook failed');
-          context.reject(['password', 'publickey']);
+          refuse();
         },
       );
     });
@@ -337,19 +345,25 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
     state.idleTimer.unref();
   }
 
-  /** Answer one attempt; resolves true when it was accepted (or was a key query). */
-  async function authenticate(context: AuthContext, state: ConnectionState): Promise<boolean> {
-    const methods: ('password' | 'publickey')[] = ['password', 'publickey'];
+  /**
+   * Decide one attempt. `accepted` and `key-ok` have been answered already;
+   * `refused` counts as a failure; `methods` (the `none` probe, other methods)
+   * only tells the client what to try.
+   */
+  async function authenticate(
+    context: AuthContext,
+    state: ConnectionState,
+  ): Promise<'accepted' | 'key-ok' | 'refused' | 'methods'> {
     const base = {
       username: context.username,
       remoteAddress: state.info.remoteAddress,
       remotePort: state.info.remotePort,
     };
-    const accept = (user: SshUser): true => {
+    const accept = (user: SshUser): 'accepted' => {
       state.user = user;
       state.info.username = context.username;
       context.accept();
-      return true;
+      return 'accepted';
     };
     if (options.authenticate === undefined) {
       // Loopback only (listen enforces it): anyone on this machine may log in.
@@ -361,39 +375,27 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
         method: 'password',
         password: context.password,
       });
-      if (user) return accept(user);
-      context.reject(methods);
-      return false;
+      return user ? accept(user) : 'refused';
     }
-    if (context.method === 'publickey') {
-      let publicKey: SshPublicKey;
-      try {
-        publicKey = publicKeyFromBlob(context.key.data);
-      } catch {
-        context.reject(methods);
-        return false;
-      }
-      const user = await options.authenticate({ ...base, method: 'publickey', publicKey });
-      if (!user) {
-        context.reject(methods);
-        return false;
-      }
-      // Without a signature the client only asks whether the key would do.
-      if (context.signature === undefined || context.blob === undefined) {
-        context.accept();
-        return true;
-      }
-      const parsed = ssh2.utils.parseKey(context.key.data);
-      const verified =
-        !(parsed instanceof Error) &&
-        parsed.verify(context.blob, context.signature, context.hashAlgo) === true;
-      if (verified) return accept(user);
-      context.reject(methods);
-      return false;
+    if (context.method !== 'publickey') return 'methods';
+    let publicKey: SshPublicKey;
+    try {
+      publicKey = publicKeyFromBlob(context.key.data);
+    } catch {
+      return 'refused';
     }
-    // `none` is how clients ask which methods exist; it is not a failure.
-    context.reject(methods);
-    return context.method === 'none';
+    const user = await options.authenticate({ ...base, method: 'publickey', publicKey });
+    if (!user) return 'refused';
+    // Without a signature the client only asks whether the key would do.
+    if (context.signature === undefined || context.blob === undefined) {
+      context.accept();
+      return 'key-ok';
+    }
+    const parsed = ssh2.utils.parseKey(context.key.data);
+    const verified =
+      !(parsed instanceof Error) &&
+      parsed.verify(context.blob, context.signature, context.hashAlgo) === true;
+    return verified ? accept(user) : 'refused';
   }
 
   function onSession(session: Session, connection: ConnectionState, log: Logger): void {

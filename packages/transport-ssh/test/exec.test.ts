@@ -30,3 +30,44 @@ describe('ssh exec with the OpenSSH client (no authenticate hook, loopback)', ()
     expect(hash(result.stdout)).toBe(hash(input));
   });
 });
+
+describe('ssh exec: PTYs, shells without one, signals as the OpenSSH client sees them', () => {
+  let ssh: TestSshServer;
+  beforeAll(async () => {
+    ssh = await startSshServer();
+  });
+  afterAll(async () => {
+    await ssh.close();
+  });
+
+  it('runs a command in a PTY with -tt (one merged stream, TERM set)', async () => {
+    const result = await runSsh({
+      server: ssh,
+      command: 'test -t 0 && echo "tty $TERM"; echo to-stderr >&2',
+      args: ['-tt', '-o', 'SetEnv=TERM=vt220'],
+    });
+    expect(result.code).toBe(0);
+    expect(result.stdout.toString()).toMatch(/^tty \S+\r\nto-stderr\r\n$/);
+    expect(result.stderr).toBe('');
+  });
+
+  it('runs a shell without a PTY, reading commands from stdin until EOF', async () => {
+    const result = await runSsh({
+      server: ssh,
+      args: ['-T'],
+      stdin: 'test -t 0 || echo "no tty"\necho "sum $((40+2))"\nexit 9\n',
+    });
+    expect(result.stdout.toString()).toBe('no tty\nsum 42\n');
+    expect(result.code).toBe(9);
+  });
+
+  it('exits 255 when the task is killed by a signal (exit-signal)', async () => {
+    const result = await runSsh({ server: ssh, command: 'echo before; kill -TERM $$' });
+    expect(result.stdout.toString()).toBe('before\n');
+    expect(result.code).toBe(255);
+    const [task] = ssh.supervisor
+      .list({ state: 'exited' })
+      .filter((candidate) => candidate.spec.command?.[2]?.startsWith('echo before'));
+    expect(task?.exit?.signal).toBe('SIGTERM');
+  });
+});

@@ -6,10 +6,10 @@ import { OverthereError, isFinalState } from '@overthere/core';
 import { interactiveSsh, runSsh, startSshServer, type TestSshServer } from './helpers.js';
 
 /** An ssh2 client connected to a test server (the OpenSSH client cannot send signal requests). */
-async function connect(ssh: TestSshServer): Promise<ssh2.Client> {
+async function connect(ssh: TestSshServer, password = 'x'): Promise<ssh2.Client> {
   const client = new ssh2.Client();
   const ready = once(client, 'ready');
-  client.connect({ host: '127.0.0.1', port: ssh.port, username: 'tester', password: 'x' });
+  client.connect({ host: '127.0.0.1', port: ssh.port, username: 'tester', password });
   await ready;
   return client;
 }
@@ -188,6 +188,63 @@ describe('ssh sessions: attach, signals, disconnects, limits', () => {
       expect(Date.now() - started).toBeLessThan(5_000);
     } finally {
       await strict.close();
+    }
+  });
+});
+
+describe('ssh connection limits', () => {
+  it('drops a connection left without a session for idleTimeoutMs', async () => {
+    const ssh = await startSshServer({ idleTimeoutMs: 300 });
+    try {
+      const client = await connect(ssh);
+      const started = Date.now();
+      await once(client, 'close');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+      // A connection with a running session is not idle.
+      const busy = await connect(ssh);
+      const channel = await exec(busy, 'sleep 0.8; echo done');
+      expect(await exitOf(channel)).toEqual({ code: 0, signal: undefined });
+      busy.end();
+    } finally {
+      await ssh.close();
+    }
+  });
+
+  it('closes connections past maxConnections and drops a client after maxAuthAttempts', async () => {
+    let attempts = 0;
+    const ssh = await startSshServer({
+      maxConnections: 1,
+      maxAuthAttempts: 2,
+      authenticate: ({ password }) => {
+        attempts += 1;
+        return password === 'right' ? { name: 'ok' } : undefined;
+      },
+    });
+    try {
+      const first = await connect(ssh, 'right');
+      const refused = net.connect(ssh.port, '127.0.0.1');
+      refused.resume();
+      await once(refused, 'close');
+      expect(ssh.server.connections()).toHaveLength(1);
+      first.end();
+      await once(first, 'close');
+      await expect.poll(() => ssh.server.connections().length).toBe(0);
+
+      // A client that keeps trying wrong passwords is cut off after the second.
+      const before = attempts;
+      const guesser = new ssh2.Client();
+      guesser.on('error', () => {});
+      guesser.connect({
+        host: '127.0.0.1',
+        port: ssh.port,
+        username: 'tester',
+        authHandler: (_methodsLeft, _partialSuccess, next) =>
+          next({ type: 'password', username: 'tester', password: 'wrong' }),
+      });
+      await once(guesser, 'close');
+      expect(attempts - before).toBe(2);
+    } finally {
+      await ssh.close();
     }
   });
 });
