@@ -32,6 +32,8 @@ export interface NatsServerOptions {
   pass?: string;
   /** Cluster listen port and routes to the other members. */
   cluster?: { port: number; routes: number[]; name: string };
+  /** More nats-server arguments (e.g. `--auth`, `--tls`, `-c`). */
+  args?: string[];
 }
 
 /** A nats-server we started. */
@@ -89,6 +91,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       options.cluster.routes.map((route) => `nats://127.0.0.1:${route}`).join(','),
     );
   }
+  args.push(...(options.args ?? []));
   let child = await launch(args);
   return {
     url: `nats://127.0.0.1:${port}`,

@@ -183,8 +183,13 @@ describe('a pool of agents on one NATS', () => {
         child.kill('SIGKILL');
         await exitOf(child);
       });
-      const [line] = (await once(child.stdout!, 'data')) as [Buffer];
-      expect(line.toString()).toBe(`ready ${agentId}\n`);
+      let stderr = '';
+      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const line = await Promise.race([
+        once(child.stdout!, 'data').then(([chunk]) => String(chunk)),
+        exitOf(child).then((exit) => `exited ${JSON.stringify(exit)}: ${stderr}`),
+      ]);
+      expect(line).toBe(`ready ${agentId}\n`);
       return child;
     };
     const doomed = await start('doomed');
