@@ -1,0 +1,2 @@
+/** The app's version (kept with package.json); printed by `--version`. */
+export const VERSION = '0.1.0';

@@ -1,0 +1,395 @@
+/**
+ * Test fixtures for narc: nats-server processes of our own on free loopback
+ * ports (alone or as a cluster), `narc` run from source as a real process,
+ * NATS publishing, the OpenSSH client (through sshpass; in a node-pty terminal
+ * for interactive shells) and the docker CLI to look at containers.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pty from '@lydell/node-pty';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { exitOf, spawnSource, testEnv, type Exit } from '../../../test-support/app-process.js';
+
+const run = promisify(execFile);
+const MAIN = path.join('apps', 'narc', 'src', 'main.ts');
+
+/** The image `scripts/services.sh up` builds. */
+export const TEST_IMAGE = process.env.OVERTHERE_TEST_IMAGE ?? 'overthere-test:busybox';
+
+/** A free TCP port on loopback. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+/** Poll `probe` until it returns something other than undefined, or fail after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 10_000,
+  intervalMs = 50,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+// ---- nats-server ----------------------------------------------------------
+
+/** A nats-server we started. */
+export interface NatsServerProcess {
+  readonly url: string;
+  readonly port: number;
+  /** SIGKILL it and wait for the exit. */
+  kill(): Promise<void>;
+  /** Start it again on the same port and store. */
+  restart(): Promise<void>;
+  /** Kill it and remove its store. */
+  stop(): Promise<void>;
+}
+
+function launchNats(args: string[]): Promise<ChildProcess> {
+  const child = spawn('nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      log += chunk.toString();
+      if (log.includes('Server is ready')) {
+        child.stderr?.off('data', onData);
+        child.stderr?.resume();
+        resolve(child);
+      }
+    };
+    child.stderr?.on('data', onData);
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`nats-server exited (${code}):\n${log}`)));
+  });
+}
+
+/** Start a nats-server on loopback (JetStream unless `jetstream: false`; a cluster member with `cluster`). */
+export async function startNatsServer(
+  options: { jetstream?: boolean; cluster?: { port: number; routes: number[] } } = {},
+): Promise<NatsServerProcess> {
+  const port = await freePort();
+  const storeDir = await mkdtemp(path.join(tmpdir(), 'narc-nats-'));
+  const args = ['-a', '127.0.0.1', '-p', String(port)];
+  if (options.jetstream !== false) args.push('-js', '-sd', storeDir);
+  if (options.cluster !== undefined) {
+    args.push(
+      '--cluster_name',
+      'narc-test',
+      '--cluster',
+      `nats://127.0.0.1:${options.cluster.port}`,
+      '--routes',
+      options.cluster.routes.map((route) => `nats://127.0.0.1:${route}`).join(','),
+    );
+  }
+  let child = await launchNats(args);
+  const kill = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    kill,
+    async restart() {
+      child = await launchNats(args);
+    },
+    async stop() {
+      await kill();
+      await rm(storeDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A NATS connection for the test itself (reconnecting forever). */
+export function natsClient(servers: string | string[]): Promise<NatsConnection> {
+  return connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+}
+
+/** Publish a JSON (or raw string) payload and flush. */
+export async function publish(
+  connection: NatsConnection,
+  subject: string,
+  payload: unknown,
+): Promise<void> {
+  connection.publish(subject, typeof payload === 'string' ? payload : JSON.stringify(payload));
+  await connection.flush();
+}
+
+// ---- narc -----------------------------------------------------------------
+
+/** A `narc` process run from source. */
+export interface NarcProcess {
+  readonly agentId: string;
+  readonly sshPort: number;
+  readonly dataDir: string;
+  readonly process: ChildProcess;
+  /** Everything it wrote to stderr (its JSON log lines and notices). */
+  log(): string;
+  /** Resolves once a log line matching `pattern` appears after `since` (a length of `log()`). */
+  waitForLog(pattern: RegExp, since?: number, timeoutMs?: number): Promise<string>;
+  exited: Promise<Exit>;
+  /** Send `signal` (default SIGTERM) and wait for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<Exit>;
+  /** Stop (if running) and remove the data dir and any container left behind. */
+  dispose(): Promise<void>;
+}
+
+/** Options for {@link startNarc}: flags as `--name value` pairs plus the NATS URL(s). */
+export interface StartNarcOptions {
+  nats: string | string[];
+  agentId: string;
+  /** More flags, e.g. `['--memory-mb', '512']`. */
+  args?: readonly string[];
+  /** Extra environment (`NARC_*`). */
+  env?: Record<string, string>;
+}
+
+/** Start `narc` and wait until it says it listens for SSH. */
+export async function startNarc(options: StartNarcOptions): Promise<NarcProcess> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'narc-test-'));
+  const args = [
+    '--nats',
+    [options.nats].flat().join(','),
+    '--agent-id',
+    options.agentId,
+    '--data-dir',
+    dataDir,
+    '--ssh-port',
+    '0',
+    '--image',
+    TEST_IMAGE,
+    '--log-level',
+    'debug',
+    ...(options.args ?? []),
+  ];
+  const child = spawnSource(MAIN, args, testEnv('NARC_', options.env ?? {}));
+  let log = '';
+  const listeners = new Set<() => void>();
+  child.stdout?.resume();
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    log += chunk;
+    for (const listener of listeners) listener();
+  });
+  const exited = exitOf(child);
+  const waitForLog = (pattern: RegExp, since = 0, timeoutMs = 20_000): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const match = pattern.exec(log.slice(since));
+        if (!match) return;
+        done();
+        resolve(match[0]);
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no ${String(pattern)} in the narc log:\n${log.slice(-3000)}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        listeners.delete(check);
+      };
+      listeners.add(check);
+      void exited.then(() => {
+        check();
+        if (listeners.has(check)) {
+          done();
+          reject(new Error(`narc exited without ${String(pattern)}:\n${log.slice(since)}`));
+        }
+      });
+      check();
+    });
+  const line = await waitForLog(/listening for ssh on 127\.0\.0\.1:(\d+)/);
+  const sshPort = Number(/:(\d+)$/.exec(line)?.[1]);
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<Exit> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    return exited;
+  };
+  return {
+    agentId: options.agentId,
+    sshPort,
+    dataDir,
+    process: child,
+    log: () => log,
+    waitForLog,
+    exited,
+    stop,
+    async dispose() {
+      await stop();
+      await removeContainers(options.agentId);
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---- docker ---------------------------------------------------------------
+
+/** Ids of the containers (running or not) of narc task `task`. */
+export async function taskContainers(task: string): Promise<string[]> {
+  const { stdout } = await run('docker', [
+    'ps',
+    '-aq',
+    '--filter',
+    `label=org.overthere.label.narc.task=${task}`,
+  ]);
+  return stdout.split('\n').filter((line) => line !== '');
+}
+
+/** Remove whatever containers an agent left (after a SIGKILL). */
+export async function removeContainers(agentId: string): Promise<void> {
+  const { stdout } = await run('docker', [
+    'ps',
+    '-aq',
+    '--filter',
+    `label=org.overthere.agent=narc-${agentId}`,
+  ]);
+  const ids = stdout.split('\n').filter((line) => line !== '');
+  if (ids.length > 0) await run('docker', ['rm', '-f', ...ids]);
+}
+
+// ---- ssh ------------------------------------------------------------------
+
+/** What the ssh client did. */
+export interface SshResult {
+  /** 255 for an ssh-level failure (auth, connection), else the remote status. */
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function sshArguments(port: number, user: string, extra: readonly string[]): string[] {
+  return [
+    '-p',
+    String(port),
+    '-F',
+    '/dev/null',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'ConnectTimeout=10',
+    '-o',
+    'PubkeyAuthentication=no',
+    '-o',
+    'PreferredAuthentications=password',
+    '-o',
+    'NumberOfPasswordPrompts=1',
+    ...extra,
+    `${user}@127.0.0.1`,
+  ];
+}
+
+/** `sshpass -p TOKEN ssh -p PORT TASK@127.0.0.1 COMMAND` to its end. */
+export function runSsh(options: {
+  port: number;
+  task: string;
+  token: string;
+  command: string;
+  stdin?: string;
+  timeoutMs?: number;
+}): Promise<SshResult> {
+  const args = ['-p', options.token, 'ssh', ...sshArguments(options.port, options.task, [])];
+  args.push(options.command);
+  return new Promise((resolve, reject) => {
+    const child = spawn('sshpass', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(options.stdin ?? '');
+  });
+}
+
+/** An interactive `ssh -tt` in a pseudo-terminal, as a person would run it. */
+export interface InteractiveSsh {
+  /** Everything the terminal showed so far. */
+  readonly output: string;
+  write(data: string): void;
+  /** Resolve once the output after `since` (a length of `output`) matches. */
+  expect(pattern: RegExp, since?: number, timeoutMs?: number): Promise<RegExpExecArray>;
+  resize(cols: number, rows: number): void;
+  /** Resolves with the client's exit code. */
+  readonly exited: Promise<number>;
+  kill(): void;
+}
+
+/** Start `sshpass … ssh -tt TASK@127.0.0.1` in a node-pty terminal of `cols`×`rows`. */
+export function interactiveSsh(options: {
+  port: number;
+  task: string;
+  token: string;
+  cols?: number;
+  rows?: number;
+}): InteractiveSsh {
+  const terminal = pty.spawn(
+    'sshpass',
+    ['-p', options.token, 'ssh', ...sshArguments(options.port, options.task, ['-tt'])],
+    {
+      cols: options.cols ?? 80,
+      rows: options.rows ?? 24,
+      name: 'xterm',
+      env: { ...process.env, TERM: 'xterm' },
+    },
+  );
+  let output = '';
+  const listeners = new Set<() => void>();
+  terminal.onData((data) => {
+    output += data;
+    for (const listener of listeners) listener();
+  });
+  const exited = new Promise<number>((resolve) => {
+    terminal.onExit(({ exitCode }) => resolve(exitCode));
+  });
+  return {
+    get output() {
+      return output;
+    },
+    write: (data) => terminal.write(data),
+    resize: (cols, rows) => terminal.resize(cols, rows),
+    exited,
+    kill: () => terminal.kill('SIGKILL'),
+    expect(pattern, since = 0, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const check = (): void => {
+          const match = pattern.exec(output.slice(since));
+          if (!match) return;
+          listeners.delete(check);
+          clearTimeout(timer);
+          resolve(match);
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`no ${String(pattern)} in terminal output:\n${output.slice(since)}`));
+        }, timeoutMs);
+        listeners.add(check);
+        check();
+      });
+    },
+  };
+}
