@@ -3,7 +3,7 @@
  * task is re-adopted, output before and after is complete, the exit status
  * right), leftovers of this agent removed, other agents' containers untouched.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,7 +64,10 @@ describe('agent restart', () => {
     const containerId = firstSupervisor.get(task.id).handle?.containerId as string;
     expect(typeof containerId).toBe('string');
     // A container of this agent that no task record knows: a leftover after the restart.
-    const leftover = await first.spawn({ command: ['sleep', '300'] }, { taskId: 'leftover' });
+    const leftover = await first.spawn(
+      { command: ['sleep', '300'], limits: { diskBytes: 1024 * 1024 } },
+      { taskId: 'leftover' },
+    );
     const leftoverId = leftover.handle?.containerId as string;
     leftover.stdout.resume();
     leftover.stderr.resume();
@@ -99,6 +102,9 @@ describe('agent restart', () => {
     // Nobody adopts the leftover: it is removed; the other agent's container stays.
     expect(await second.removeUnadopted()).toEqual([leftoverId]);
     expect(await containerExists(leftoverId)).toBe(false);
+    // Its disk-quota filesystem went with it: unmounted, image deleted.
+    expect(await readdir(join(stateDir, 'quota'))).toEqual([]);
+    expect(await readFile('/proc/self/mounts', 'utf8')).not.toContain(join(stateDir, 'quota'));
     expect(await containerExists(foreign.handle?.containerId as string)).toBe(true);
 
     await execIn(containerId, ['touch', '/tmp/go']);

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Process, Sandbox } from '@overthere/core';
+import { createSupervisor, type Process, type Sandbox } from '@overthere/core';
 import { createDockerRuntime, type DockerRuntime } from '@overthere/runtime-docker';
 import { collect, containerExists, finish, sh, TEST_IMAGE, within } from './helpers.js';
 
@@ -138,6 +138,47 @@ describe('sandbox', () => {
       await expect(own.spawn({ command: ['true'] }, context)).rejects.toMatchObject({
         code: 'NOT_FOUND',
       });
+    },
+    CONTAINER_TEST_MS,
+  );
+});
+
+describe('sandbox through a supervisor', () => {
+  it(
+    'a stopped task leaves the sandbox and its other tasks running; destroySandbox ends them',
+    async () => {
+      const supervisor = await createSupervisor({ runtime });
+      try {
+        const { id: sandboxId } = await supervisor.createSandbox({});
+        const shell = await supervisor.create(
+          { command: ['/bin/sh'], tty: { cols: 80, rows: 24 }, stdin: 'pipe' },
+          { sandboxId },
+        );
+        const job = await supervisor.create(
+          { command: sh('echo ready; exec sleep 300'), kill: { graceMs: 5_000 } },
+          { sandboxId },
+        );
+        const stopped = await within(supervisor.stop(job.id), WAIT_MS, 'stop()');
+        expect(stopped.exit).toEqual({ code: null, signal: 'SIGTERM', reason: 'signalled' });
+        await supervisor.resize(shell.id, { cols: 90, rows: 20 });
+        await supervisor.writeStdin(shell.id, 'stty size\n');
+        await within(
+          (async () => {
+            let seen = '';
+            for await (const event of supervisor.output(shell.id).read({ follow: true })) {
+              if (event.type === 'frame') seen += event.data.toString();
+              if (seen.includes('20 90')) return;
+            }
+          })(),
+          WAIT_MS,
+          'the resized shell answering',
+        );
+        await within(supervisor.destroySandbox(sandboxId), WAIT_MS, 'destroySandbox()');
+        expect(supervisor.get(shell.id).state).not.toBe('running');
+        expect(supervisor.listSandboxes()).toEqual([]);
+      } finally {
+        await supervisor.close();
+      }
     },
     CONTAINER_TEST_MS,
   );
