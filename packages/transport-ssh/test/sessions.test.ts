@@ -248,3 +248,71 @@ describe('ssh connection limits', () => {
     }
   });
 });
+
+describe('ssh keepalives and kicks by task', () => {
+  it('drops a client that stops answering keepalives', async () => {
+    const ssh = await startSshServer({ keepaliveIntervalMs: 200, keepaliveCountMax: 2 });
+    // A proxy that can go silent towards the server, as a vanished client does.
+    let silent = false;
+    const proxy = net.createServer((inbound) => {
+      const outbound = net.connect(ssh.port, '127.0.0.1');
+      inbound.on('data', (chunk: Buffer) => {
+        if (!silent) outbound.write(chunk);
+      });
+      outbound.pipe(inbound);
+      inbound.on('error', () => outbound.destroy());
+      outbound.on('error', () => inbound.destroy());
+      inbound.on('close', () => outbound.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = new ssh2.Client();
+      client.on('error', () => {});
+      const ready = once(client, 'ready');
+      client.connect({
+        host: '127.0.0.1',
+        port: (proxy.address() as net.AddressInfo).port,
+        username: 'tester',
+        password: 'x',
+        keepaliveInterval: 0,
+      });
+      await ready;
+      expect(ssh.server.connections()).toHaveLength(1);
+      silent = true;
+      const started = Date.now();
+      await expect.poll(() => ssh.server.connections().length, { timeout: 5_000 }).toBe(0);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+      client.destroy();
+    } finally {
+      proxy.close();
+      await ssh.close();
+    }
+  });
+
+  it('disconnects the sessions on a task; stopping an attached task ends its sessions', async () => {
+    const ssh = await startSshServer();
+    try {
+      const task = await ssh.supervisor.create({ command: ['sleep', '30'] });
+      const client = await connect(ssh);
+      await exec(client, `attach ${task.id}`);
+      await expect
+        .poll(() => ssh.server.connections().flatMap((connection) => connection.taskIds))
+        .toEqual([task.id]);
+      expect(ssh.server.disconnect({ taskId: 'another-task' })).toBe(0);
+      expect(ssh.server.disconnect({ taskId: task.id })).toBe(1);
+      await once(client, 'close');
+      expect(ssh.supervisor.get(task.id).state).toBe('running');
+
+      const second = await connect(ssh);
+      const attached = await exec(second, `attach ${task.id}`);
+      await expect
+        .poll(() => ssh.server.connections().flatMap((connection) => connection.taskIds))
+        .toEqual([task.id]);
+      await ssh.supervisor.stop(task.id, { signal: 'SIGINT', graceMs: 1_000 });
+      expect(await exitOf(attached)).toEqual({ code: null, signal: 'SIGINT' });
+      second.end();
+    } finally {
+      await ssh.close();
+    }
+  });
+});
