@@ -611,14 +611,19 @@ export async function createSshServer(options: SshServerOptions): Promise<SshSer
         if (!tcp.listening) resolve();
         else tcp.close(() => resolve());
       });
-      for (const state of connections.values()) state.client.end();
-      // A polite end first; whatever is still open after a moment is cut.
+      // Logged-in clients get a polite disconnect; sockets still in the
+      // handshake are cut at once, and whatever is open after a moment too.
+      const polite = new Set<net.Socket>();
+      for (const state of connections.values()) {
+        if (state.socket) polite.add(state.socket);
+        state.client.end();
+      }
+      for (const { socket } of sockets.values()) {
+        if (!polite.has(socket)) socket.destroy();
+      }
       const cut = setTimeout(() => {
         for (const { socket } of sockets.values()) socket.destroy();
       }, 1_000);
-      for (const { socket } of sockets.values()) {
-        if (!connections.size) socket.destroy();
-      }
       await closing;
       clearTimeout(cut);
     },
