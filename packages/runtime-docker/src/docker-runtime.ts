@@ -127,6 +127,11 @@ const CAPABILITIES: RuntimeCapabilities = Object.freeze({
   adopt: true,
 });
 
+/** How long an image name's id is trusted before it is inspected again. */
+const IMAGE_CACHE_MS = 5_000;
+/** Most cached answers about paths in images. */
+const PATH_CHECKS_MAX = 4_096;
+
 /** Where a disk-limited container's writable areas are. */
 const QUOTA_WORK_DIR = '/work';
 const QUOTA_TMP_DIR = '/tmp';
@@ -217,7 +222,7 @@ export async function createDockerRuntime(
   const live = new Map<string, LiveEntry>();
   const orphans = new Map<string, { quota: string | undefined }>();
   const cleanups = new Set<Promise<void>>();
-  const images = new Map<string, Promise<ImageFacts>>();
+  const images = new Map<string, { facts: Promise<ImageFacts>; expires: number }>();
   const probes = new Map<string, Promise<Docker.Container>>();
   const pathChecks = new Map<string, Promise<boolean>>();
   const cursorTimers = new Map<string, NodeJS.Timeout>();
@@ -327,7 +332,8 @@ export async function createDockerRuntime(
       await pullImage(image);
       images.delete(image);
     }
-    let cached = images.get(image);
+    const entry = images.get(image);
+    let cached = entry !== undefined && entry.expires > Date.now() ? entry.facts : undefined;
     if (cached === undefined) {
       cached = (async () => {
         let facts = await inspectImage(image);
@@ -343,7 +349,8 @@ export async function createDockerRuntime(
         }
         return facts;
       })();
-      images.set(image, cached);
+      // A tag can move to another image: look again after a few seconds.
+      images.set(image, { facts: cached, expires: Date.now() + IMAGE_CACHE_MS });
       cached.catch(() => images.delete(image));
     }
     return cached;
@@ -387,6 +394,8 @@ export async function createDockerRuntime(
           throw error;
         }
       })();
+      // Answers per image id never change; the bound only caps memory.
+      if (pathChecks.size >= PATH_CHECKS_MAX) pathChecks.clear();
       pathChecks.set(key, check);
       check.catch(() => pathChecks.delete(key));
     }
