@@ -132,22 +132,36 @@ export function bindSession(options: BoundSessionOptions): BoundSession {
 
   // Stdin: writeStdin writes synchronously, so writes keep their order without
   // waiting for each other; up to STDIN_HIGH_WATER_BYTES may be in flight, then
-  // the channel is paused and the SSH window holds the client back.
+  // the channel is paused and the SSH window holds the client back. Packets
+  // that arrive together (ssh2 parses a whole socket read at once) are written
+  // as one buffer: one pipe write instead of one per 32 KiB packet.
   let stdinInFlight = 0;
   let lastStdinWrite: Promise<void> = Promise.resolve();
-  channel.on('data', (data: Buffer) => {
-    if (!takesStdin) return;
-    stdinInFlight += data.length;
-    if (stdinInFlight >= STDIN_HIGH_WATER_BYTES) channel.pause();
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  const flushStdin = (): void => {
+    if (batch.length === 0) return;
+    const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
+    const size = batchBytes;
+    batch = [];
+    batchBytes = 0;
     lastStdinWrite = supervisor
       .writeStdin(taskId, data)
       .catch((error: unknown) => {
         logger.debug({ err: error, taskId }, 'ssh session input not written');
       })
       .finally(() => {
-        stdinInFlight -= data.length;
+        stdinInFlight -= size;
         if (stdinInFlight < STDIN_HIGH_WATER_BYTES / 2 && channel.isPaused()) channel.resume();
       });
+  };
+  channel.on('data', (data: Buffer) => {
+    if (!takesStdin) return;
+    if (batch.length === 0) queueMicrotask(flushStdin);
+    batch.push(data);
+    batchBytes += data.length;
+    stdinInFlight += data.length;
+    if (stdinInFlight >= STDIN_HIGH_WATER_BYTES) channel.pause();
   });
   channel.on('end', () => {
     // ssh2 also ends the stream when the connection drops; only the client's
@@ -155,6 +169,7 @@ export function bindSession(options: BoundSessionOptions): BoundSession {
     // must not type ^D into a shell that is meant to outlive it.
     const incoming = channel.incoming as { state?: string } | undefined;
     if (!takesStdin || incoming?.state !== 'eof') return;
+    flushStdin();
     void lastStdinWrite
       .then(() => supervisor.closeStdin(taskId))
       .catch((error: unknown) => {
