@@ -6,6 +6,7 @@
  * shutdown signal). URLs in answers follow the request's host and scheme.
  */
 import websocket from '@fastify/websocket';
+import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import WebSocket from 'ws';
 import {
@@ -252,12 +253,17 @@ export async function smartmobRoutes(
         .send({ code: 'INVALID_ARGUMENT', message: 'attach-console needs a WebSocket upgrade' });
     },
     wsHandler: (socket, request) => {
-      void serveConsole(socket, request.params.slug, parseCursor(request));
+      void serveConsole(socket, request.socket, request.params.slug, parseCursor(request));
     },
   });
 
   /** One console session: retained lines from `cursor`, then live ones, until the process goes. */
-  async function serveConsole(socket: WebSocket, slug: string, cursor: number): Promise<void> {
+  async function serveConsole(
+    socket: WebSocket,
+    connection: Socket,
+    slug: string,
+    cursor: number,
+  ): Promise<void> {
     const controller = new AbortController();
     const { signal } = controller;
     let closed = false;
@@ -309,9 +315,22 @@ export async function smartmobRoutes(
         signal,
       })) {
         if (event.type !== 'frame') continue;
-        for (const complete of splitter.push(event.data)) {
-          if (line >= cursor) await send(complete.text.toString('utf8'));
-          line += 1;
+        // The lines of one output chunk leave in as few TCP writes as the socket allows.
+        connection.cork();
+        try {
+          for (const complete of splitter.push(event.data)) {
+            if (line >= cursor) {
+              const waiting = send(complete.text.toString('utf8'));
+              if (waiting) {
+                connection.uncork();
+                await waiting;
+                connection.cork();
+              }
+            }
+            line += 1;
+          }
+        } finally {
+          connection.uncork();
         }
       }
       const last = splitter.flush();

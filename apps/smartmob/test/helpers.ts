@@ -292,10 +292,12 @@ export async function openConsole(url: string): Promise<Console> {
   const socket = new WebSocket(url);
   const lines: string[] = [];
   let wake: (() => void) | undefined;
+  /** The waiter is woken only once this many lines are in (cheap for floods of lines). */
+  let wanted = 0;
   socket.on('message', (data, isBinary) => {
     if (isBinary) throw new Error('binary frame on the console');
     lines.push((data as Buffer).toString('utf8'));
-    wake?.();
+    if (lines.length >= wanted) wake?.();
   });
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     socket.once('close', (code, reason) => {
@@ -316,6 +318,7 @@ export async function openConsole(url: string): Promise<Console> {
     lines,
     async waitForLines(count, timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;
+      wanted = count;
       while (lines.length < count) {
         if (isClosed) throw new Error(`console closed after ${lines.length} of ${count} lines`);
         const left = deadline - Date.now();
