@@ -113,6 +113,59 @@ describe('the walk-through', () => {
   });
 });
 
+describe('the start pipeline as clients see it', () => {
+  it('shows pending, then downloading while the archive is on its way, then processing', async () => {
+    const url = files.serve('slow-app.tar.gz', {
+      body: await buildArchive('tar.gz', [{ name: 'Procfile', data: 'web: echo slow; sleep 60' }]),
+      delayMs: 800,
+    });
+    const created = await createProcess(agent, {
+      app: 'states',
+      node: 'web.0',
+      process_type: 'web',
+      source_url: url,
+    });
+    expect(created.json()).toMatchObject({ state: 'pending' });
+    await waitForStatus(agent, 'states.web.0', (status) => status.state === 'downloading');
+    const running = await waitForStatus(
+      agent,
+      'states.web.0',
+      (status) => status.pid !== undefined,
+    );
+    expect(running.state).toBe('processing');
+    expect((await curl(`${agent.url}/delete-process/states.web.0`, { data: '{}' })).status).toBe(
+      200,
+    );
+  });
+
+  it('a delete during the download cancels it at once', async () => {
+    const url = files.serve('stuck-app.tar.gz', { body: Buffer.alloc(10), delayMs: 30_000 });
+    await createProcess(agent, {
+      app: 'states',
+      node: 'stuck',
+      process_type: 'web',
+      source_url: url,
+    });
+    await waitForStatus(agent, 'states.stuck', (status) => status.state === 'downloading');
+    const started = Date.now();
+    const response = await curl(`${agent.url}/delete-process/states.stuck`, { data: '{}' });
+    expect(response.status).toBe(200);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(await statusOf(agent, 'states.stuck')).toBeUndefined();
+    // The slug is free again.
+    const again = await createProcess(agent, {
+      app: 'states',
+      node: 'stuck',
+      process_type: 'web',
+      source_url: sourceUrl,
+    });
+    expect(again.status).toBe(201);
+    expect((await curl(`${agent.url}/delete-process/states.stuck`, { data: '{}' })).status).toBe(
+      200,
+    );
+  });
+});
+
 describe('refusals', () => {
   // Also built for the tables, before the file server exists: those never download.
   const valid = (): Record<string, unknown> => ({
