@@ -90,14 +90,19 @@ export function createContainerProcess(options: ContainerProcessOptions): Manage
     }
     await pump.done;
     if (detached) return new Promise<never>(() => undefined);
-    try {
-      const info = await container.inspect();
-      oomKilled = info.State.OOMKilled;
-      if (!info.State.Running && typeof info.State.ExitCode === 'number')
-        code = info.State.ExitCode;
-    } catch (error) {
-      logger.debug({ err: error }, 'inspecting the ended container failed');
-      removed ||= engineStatus(error) === 404;
+    // Only a SIGKILL (137) can be the OOM killer, and only inspect tells: skip the
+    // round trip for every other exit.
+    if (code === undefined || code === 137) {
+      try {
+        const info = await container.inspect();
+        oomKilled = info.State.OOMKilled;
+        if (!info.State.Running && typeof info.State.ExitCode === 'number') {
+          code = info.State.ExitCode;
+        }
+      } catch (error) {
+        logger.debug({ err: error }, 'inspecting the ended container failed');
+        removed ||= engineStatus(error) === 404;
+      }
     }
     finished = true;
     let exit: ExitStatus;

@@ -34,6 +34,7 @@ import {
 } from './disk-quota.js';
 import { PID_DIR, startExecProcess } from './exec-process.js';
 import {
+  DISK_BYTES_LABEL,
   KIND_LABEL,
   QUOTA_LABEL,
   isOwnedBy,
@@ -537,7 +538,10 @@ export async function createDockerRuntime(
 
     const quota = await quotaFor(name, limits.diskBytes);
     const labels = ownerLabels(agentId, 'task', context.taskId, spec.labels);
-    if (quota !== undefined) labels[QUOTA_LABEL] = name;
+    if (quota !== undefined) {
+      labels[QUOTA_LABEL] = name;
+      labels[DISK_BYTES_LABEL] = String(limits.diskBytes);
+    }
     const cwd = spec.cwd ?? (quota === undefined ? undefined : QUOTA_WORK_DIR);
     let container: Docker.Container | undefined;
     let socket: Duplex | undefined;
@@ -675,7 +679,7 @@ export async function createDockerRuntime(
       containerId: inspected.Id,
       process: managed,
       memoryBytes: memory,
-      diskBytes: 0,
+      diskBytes: Number(labels[DISK_BYTES_LABEL] ?? 0) || 0,
     });
     return managed;
   };
@@ -722,13 +726,12 @@ export async function createDockerRuntime(
     const sandbox: Sandbox = {
       id: sandboxContainer.id,
       handle: { containerId: sandboxContainer.id, agentId },
-      async spawn(taskSpec, taskContext) {
-        void taskContext;
+      async spawn(taskSpec) {
         if (destroying !== undefined)
           throw new OverthereError('NOT_FOUND', 'the sandbox was destroyed');
         assertOpen();
-        const taskOptions = dockerOptionsOf(taskSpec.runtimeOptions);
-        void taskOptions;
+        // Checked for typos only: image, network and limits are the sandbox's.
+        dockerOptionsOf(taskSpec.runtimeOptions);
         const argv = argvOf(taskSpec);
         if (taskSpec.tty !== undefined) checkTtySize(taskSpec.tty, 'tty');
         const processEnv = environmentOf({ ...baseEnv, ...sandboxEnv }, taskSpec, {});

@@ -13,6 +13,8 @@ export const TASK_LABEL = 'org.overthere.task';
 export const KIND_LABEL = 'org.overthere.kind';
 /** Set when a loop-mounted quota filesystem belongs to the container (its name). */
 export const QUOTA_LABEL = 'org.overthere.disk-quota';
+/** The disk quota in bytes (so an adopting agent can account for it). */
+export const DISK_BYTES_LABEL = 'org.overthere.disk-bytes';
 /** Prefix for the spec's own labels. */
 export const SPEC_LABEL_PREFIX = 'org.overthere.label.';
 
