@@ -6,6 +6,7 @@
  * compare-and-set on the entry's revision; `claim.<key>` entries give
  * first-come-wins ownership of a name (create only succeeds once).
  */
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { encodeJson, parseAdvert, type AgentAdvert } from './wire.js';
@@ -81,8 +82,16 @@ export async function openCapacityBoard(
       }
     },
     async list() {
-      const keys: string[] = [];
-      for await (const key of await kv.keys('agent.*')) keys.push(key);
+      // The keys from the stream's subject counts (one request), not from
+      // kv.keys(): its consumer can wait forever when entries expire while it reads.
+      const manager = await jetstreamManager(connection);
+      const subjectPrefix = `$KV.${options.bucket}.`;
+      const info = await manager.streams.info(`KV_${options.bucket}`, {
+        subjects_filter: `${subjectPrefix}agent.*`,
+      });
+      const keys = Object.keys(info.state.subjects ?? {}).map((subject) =>
+        subject.slice(subjectPrefix.length),
+      );
       const entries: BoardEntry[] = [];
       for (const key of keys) {
         const entry = await kv.get(key);
