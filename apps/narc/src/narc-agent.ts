@@ -28,6 +28,7 @@ import { createDockerRuntime, type DockerRuntime } from '@overthere/runtime-dock
 import {
   openCapacityBoard,
   openNatsConnection,
+  parseAdvert,
   type AgentAdvert,
   type BoardEntry,
   type CapacityBoard,
@@ -46,6 +47,7 @@ import {
   START_SUBJECT,
   STOP_SUBJECT,
   forwardSubject,
+  parseAdvertise,
   parseStart,
   parseStop,
   type AdvertiseMessage,
@@ -403,6 +405,30 @@ export async function createNarcAgent(options: NarcAgentOptions): Promise<NarcAg
 
   let claims: TaskClaims | undefined;
   let board: CapacityBoard | undefined;
+  /** The board's bucket, read entry by entry (listing its keys can stall while agents write). */
+  let boardKv: KV | undefined;
+  /** Agents heard on `task.advertise` lately: the board entries worth reading. */
+  const knownAgents = new Map<string, number>();
+
+  /** The board entries of this agent and every agent heard from lately. */
+  async function boardEntries(): Promise<BoardEntry[]> {
+    if (boardKv === undefined) return [];
+    const kv = boardKv;
+    const now = Date.now();
+    for (const [id, seen] of knownAgents) {
+      if (now - seen > capacityTtlMs) knownAgents.delete(id);
+    }
+    const ids = new Set([agentId, ...knownAgents.keys()]);
+    const entries = await Promise.all(
+      [...ids].map(async (id): Promise<BoardEntry | undefined> => {
+        const entry = await kv.get(`agent.${id}`);
+        if (entry === null || entry.operation !== 'PUT') return undefined;
+        const advert = parseAdvert(entry.value);
+        return advert === undefined ? undefined : { advert, revision: entry.revision };
+      }),
+    );
+    return entries.filter((entry): entry is BoardEntry => entry !== undefined);
+  }
 
   function endTask(task: NarcTask, why: string, kick: boolean): Promise<void> {
     task.ending ??= (async () => {
@@ -462,9 +488,11 @@ export async function createNarcAgent(options: NarcAgentOptions): Promise<NarcAg
       claimed,
     };
     tasks.set(task.id, task);
-    logger.info(
-      { task: task.id, memoryLimit: task.memoryMegabytes, diskLimit: task.diskMegabytes },
-      'task started',
+    const limits = { memoryLimit: task.memoryMegabytes, diskLimit: task.diskMegabytes };
+    logger.debug({ task: task.id, ...limits }, 'task accepted');
+    task.ready.then(
+      () => logger.info({ task: task.id, ...limits }, 'task started'),
+      () => undefined,
     );
     task.ready.catch((error: unknown) => {
       logger.error({ err: error, task: task.id }, 'task could not start');
@@ -479,7 +507,7 @@ export async function createNarcAgent(options: NarcAgentOptions): Promise<NarcAg
     const need = needs(message);
     for (let attempt = 0; attempt < 5; attempt += 1) {
       const now = Date.now();
-      const entries = (await board.list()).filter(
+      const entries = (await boardEntries()).filter(
         (entry) =>
           now - entry.advert.time <= capacityTtlMs &&
           advertLeft(entry.advert).memory >= need.memory &&
@@ -494,13 +522,15 @@ export async function createNarcAgent(options: NarcAgentOptions): Promise<NarcAg
       });
       const best: BoardEntry | undefined = entries[0];
       if (best === undefined) return undefined;
+      // Others keep winning the race for the entry: go there without a reservation.
+      if (attempt === 4) return best.advert.agent;
       const capacity = { ...best.advert.capacity, liveTasks: best.advert.capacity.liveTasks + 1 };
       if (capacity.memoryBytes !== undefined) capacity.memoryBytes -= need.memory * MEGABYTE;
       if (capacity.diskBytes !== undefined) capacity.diskBytes -= need.disk * MEGABYTE;
       // Compare-and-set: two agents placing at once cannot both spend the same room.
       if (await board.update({ ...best.advert, capacity }, best.revision)) return best.advert.agent;
     }
-    return agentId;
+    return undefined;
   }
 
   function refuse(message: StartMessage, claimed: boolean): void {
@@ -621,6 +651,7 @@ export async function createNarcAgent(options: NarcAgentOptions): Promise<NarcAg
   try {
     claims = await openTaskClaims(connection, `${pool}-tasks`, claimTtlMs);
     board = await openBoard(connection, `${pool}-capacity`, capacityTtlMs);
+    boardKv = await openBucket(connection, board.bucket, capacityTtlMs);
   } catch (error) {
     claims = undefined;
     board = undefined;
@@ -643,13 +674,28 @@ export async function createNarcAgent(options: NarcAgentOptions): Promise<NarcAg
         time: Date.now(),
         intervalMs,
       }),
-      5_000,
+      2_000,
       'putting the advert on the board',
     );
   }
   const advertiseQuietly = (): void => {
     advertise().catch((error: unknown) => logger.warn({ err: error }, 'advertising failed'));
   };
+  /** A restarted server may need a moment before JetStream answers: try a few times. */
+  async function advertiseAfterReconnect(): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await advertise();
+        return;
+      } catch (error) {
+        if (attempt >= 10 || closing) {
+          logger.warn({ err: error }, 'advertising after the reconnect failed');
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  }
   let soon: NodeJS.Timeout | undefined;
   function advertiseSoon(): void {
     if (soon !== undefined || closing) return;
@@ -675,6 +721,10 @@ export async function createNarcAgent(options: NarcAgentOptions): Promise<NarcAg
   };
   serve(connection.subscribe(START_SUBJECT, { queue: START_QUEUE_GROUP }), onStart);
   serve(connection.subscribe(STOP_SUBJECT), onStop);
+  serve(connection.subscribe(ADVERTISE_SUBJECT), (data) => {
+    const parsed = parseAdvertise(data);
+    if (parsed.ok) knownAgents.set(parsed.value.id, Date.now());
+  });
   const forwarded = connection.subscribe(forwardSubject(agentId));
   subscriptions.push(forwarded);
   void (async () => {
@@ -689,7 +739,7 @@ export async function createNarcAgent(options: NarcAgentOptions): Promise<NarcAg
     for await (const status of connection.status()) {
       if (status.type === 'reconnect') {
         logger.info({ server: status.server }, 'reconnected to NATS; advertising');
-        advertiseQuietly();
+        void advertiseAfterReconnect();
       }
     }
   })();
@@ -710,6 +760,11 @@ export async function createNarcAgent(options: NarcAgentOptions): Promise<NarcAg
     throw error;
   }
   await advertise().catch((error: unknown) => logger.warn({ err: error }, 'advertising failed'));
+  // The agents already on the board, before their next adverts arrive.
+  if (board !== undefined) {
+    const entries = await within(board.list(), 2_000, 'listing the board').catch(() => []);
+    for (const entry of entries) knownAgents.set(entry.advert.agent, entry.advert.time);
+  }
   const timer = setInterval(advertiseQuietly, intervalMs);
   logger.info(
     {
