@@ -146,7 +146,35 @@ describe.concurrent('limits', () => {
   );
 });
 
-describe.concurrent('scripts', () => {
+describe.concurrent('scripts and keep', () => {
+  it(
+    'keeps a container that asked to be kept, after its task ended',
+    async () => {
+      const kept = await createDockerRuntime({
+        agentId: `keep-${process.pid}`,
+        defaultImage: TEST_IMAGE,
+        stateDir: join(stateDir, 'keep'),
+      });
+      let containerId: string | undefined;
+      try {
+        const child = await kept.spawn(
+          { command: ['true'], runtimeOptions: { docker: { keep: true } } },
+          context('keep'),
+        );
+        containerId = child.handle?.containerId as string;
+        expect((await finish(child)).exit.code).toBe(0);
+        // dispose() waits for every pending removal: a kept container has none.
+        await kept.dispose();
+        expect(await containerExists(containerId)).toBe(true);
+      } finally {
+        await kept.dispose();
+        if (containerId !== undefined)
+          await docker.getContainer(containerId).remove({ force: true });
+      }
+    },
+    CONTAINER_TEST_MS,
+  );
+
   it(
     'runs a script by its #! interpreter, or by /bin/sh without one',
     async () => {
