@@ -34,6 +34,11 @@ export class LineSplitter {
     this.offset = startOffset;
   }
 
+  /** Offset the next pushed byte must have (data before a gap is dropped by starting anew). */
+  get nextOffset(): number {
+    return this.offset + this.pendingBytes;
+  }
+
   /** Lines completed by `data` (which starts where the previous data ended). */
   push(data: Buffer): ConsoleLine[] {
     const lines: ConsoleLine[] = [];

@@ -216,7 +216,7 @@ export function createProcessManager(options: ProcessManagerOptions): ProcessMan
     entry.index = index;
     // Lines written before this agent started were logged by the one before it.
     const loggedFrom = restored ? supervisor.output(taskId).bytes('stdout') : 0;
-    const splitter = new LineSplitter(0);
+    let splitter = new LineSplitter(0);
     const deliver = (line: ConsoleLine, time: number) => {
       index.add(line.endOffset);
       if (line.endOffset > loggedFrom) options.onLine?.(record.slug, line.text, time);
@@ -226,6 +226,8 @@ export function createProcessManager(options: ProcessManagerOptions): ProcessMan
         .output(taskId)
         .read({ streams: ['stdout'], fromOffset: 0, follow: true, signal: controller.signal })) {
         if (event.type !== 'frame') continue;
+        // Output dropped past the disk cap: start cutting again where the kept bytes start.
+        if (event.offset !== splitter.nextOffset) splitter = new LineSplitter(event.offset);
         for (const line of splitter.push(event.data)) deliver(line, event.time);
       }
       const last = splitter.flush();

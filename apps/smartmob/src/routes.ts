@@ -307,7 +307,7 @@ export async function smartmobRoutes(
         return;
       }
       let line = start.line;
-      const splitter = new LineSplitter(start.offset);
+      let splitter = new LineSplitter(start.offset);
       for await (const event of supervisor.output(start.taskId).read({
         streams: ['stdout'],
         fromOffset: start.offset,
@@ -315,6 +315,7 @@ export async function smartmobRoutes(
         signal,
       })) {
         if (event.type !== 'frame') continue;
+        if (event.offset !== splitter.nextOffset) splitter = new LineSplitter(event.offset);
         // The lines of one output chunk leave in as few TCP writes as the socket allows.
         connection.cork();
         try {
