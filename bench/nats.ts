@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { createSupervisor } from '@overthere/core';
 import { createLocalRuntime } from '@overthere/runtime-local';
 import { createNatsAgent, createNatsClient, openNatsConnection } from '@overthere/transport-nats';
-import { compare, quantile, runConcurrently, type BenchResult } from './report.js';
+import { compare, quantile, rawSpawnTrue, runConcurrently, type BenchResult } from './report.js';
 
 const NATS_URL = process.env.OVERTHERE_NATS_URL ?? 'nats://127.0.0.1:4222';
 const OUTPUT_BYTES = 64 * 1024 * 1024;
@@ -73,10 +73,13 @@ export async function natsBenchmarks(): Promise<BenchResult[]> {
     await tidy();
     const bareLatencies: number[] = [];
     const ours: number[] = [];
+    // For scale: what the process itself costs, spawned here without any protocol.
+    const spawns: number[] = [];
     // Alternate rounds so machine noise hits both alike.
     for (let round = 0; round < 4; round += 1) {
       bareLatencies.push(...(await runConcurrently(100, 1, bare)).latenciesMs);
       ours.push(...(await runConcurrently(50, 1, roundTrip)).latenciesMs);
+      spawns.push(...(await runConcurrently(50, 1, rawSpawnTrue)).latenciesMs);
       await tidy();
     }
     results.push(
@@ -87,7 +90,11 @@ export async function natsBenchmarks(): Promise<BenchResult[]> {
         quantile(ours, 0.5),
         { name: 'bare NATS request-reply', value: quantile(bareLatencies, 0.5) },
         undefined,
-        { 'p99 ms': quantile(ours, 0.99), 'bare p99 ms': quantile(bareLatencies, 0.99) },
+        {
+          'p99 ms': quantile(ours, 0.99),
+          'bare p99 ms': quantile(bareLatencies, 0.99),
+          'raw spawn p50 ms': quantile(spawns, 0.5),
+        },
       ),
     );
 
