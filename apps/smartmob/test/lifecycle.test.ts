@@ -165,6 +165,33 @@ describe('supervised processes', () => {
   }, 30_000);
 });
 
+describe('backoff reset', () => {
+  it('a run longer than --restart-reset-after brings the delay back to the initial one', async () => {
+    const data = await tempDir('smartmob-reset-');
+    // Runs of 400 ms count as stable past 300 ms: every restart waits the initial 100 ms.
+    const agent = await startAgent(data.dir, ['--restart-reset-after', '300ms']);
+    try {
+      const url = await serveProcfile('stable', 'echo "start $(date +%s%3N)"; sleep 0.4; exit 1');
+      await createProcess(agent, {
+        app: 'reset',
+        node: 'web',
+        process_type: 'web',
+        source_url: url,
+      });
+      const console = await openConsole(`${ws(agent)}/attach-console/reset.web`);
+      const lines = await console.waitForLines(5, 20_000);
+      const starts = lines.slice(0, 5).map((line) => Number(/^start (\d+)$/.exec(line)?.[1]));
+      const gaps = starts.slice(1).map((time, index) => time - (starts[index] as number));
+      // Without the reset they would be 500, 600, 800, 1200 ms.
+      expect(gaps[3]).toBeLessThan((gaps[0] as number) + 350);
+      await console.close();
+    } finally {
+      await agent.stop();
+      await data.remove();
+    }
+  }, 30_000);
+});
+
 describe('the agent itself', () => {
   it('SIGTERM stops processes gracefully and exits 0; a restart starts them again with their earlier output', async () => {
     const data = await tempDir('smartmob-restart-');
