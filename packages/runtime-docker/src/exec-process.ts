@@ -47,7 +47,7 @@ export interface ExecOptions {
 /** Run a short command in the container and wait for its exit code. */
 async function runQuiet(container: Docker.Container, argv: string[]): Promise<number> {
   const exec = await container.exec({ Cmd: argv, AttachStdout: true, AttachStderr: true });
-  const stream = await exec.start({ hijack: true, stdin: false });
+  const stream = await exec.start({ hijack: false, stdin: false });
   stream.resume();
   await new Promise<void>((resolve) => {
     stream.once('close', resolve);
@@ -86,7 +86,12 @@ export async function startExecProcess(options: ExecOptions): Promise<ManagedPro
       ...(options.cwd === undefined ? {} : { WorkingDir: options.cwd }),
       ...(options.user === undefined ? {} : { User: options.user }),
     });
-    socket = await exec.start({ hijack: true, stdin: options.stdin, Tty: tty });
+    // Without stdin a plain streaming response does (no connection upgrade).
+    socket = await exec.start({
+      hijack: options.stdin,
+      stdin: options.stdin,
+      Tty: tty,
+    });
   } catch (error) {
     if (engineStatus(error) === 404 || engineStatus(error) === 409) {
       throw new OverthereError('SPAWN_FAILED', 'the sandbox is gone or not running', {
