@@ -22,12 +22,16 @@ export interface TestSshServer {
 
 /** Start a supervisor on the local runtime and an SSH server for it on 127.0.0.1. */
 export async function startSshServer(
-  options: Partial<Omit<SshServerOptions, 'supervisor'>> & { dir?: string } = {},
+  options: Partial<Omit<SshServerOptions, 'supervisor'>> & {
+    dir?: string;
+    /** Default: a local runtime. */
+    runtime?: Runtime;
+  } = {},
 ): Promise<TestSshServer> {
   const dir = options.dir ?? (await mkdtemp(path.join(tmpdir(), 'overthere-ssh-test-')));
-  const runtime = createLocalRuntime();
+  const runtime = options.runtime ?? createLocalRuntime();
   const supervisor = await createSupervisor({ runtime });
-  const { dir: _dir, ...serverOptions } = options;
+  const { dir: _dir, runtime: _runtime, ...serverOptions } = options;
   const server = await createSshServer({
     dataDir: dir,
     keepaliveIntervalMs: 0,
@@ -213,6 +217,8 @@ export function interactiveSsh(
   const listeners = new Set<() => void>();
   terminal.onData((data) => {
     output += data;
+    // Answer cursor position queries as a terminal would (busybox's line editor waits for one).
+    if (data.includes('\x1b[6n')) terminal.write('\x1b[1;1R');
     for (const listener of listeners) listener();
   });
   const exited = new Promise<number>((resolve) => {

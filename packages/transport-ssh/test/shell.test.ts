@@ -65,6 +65,7 @@ describe('ssh shell that outlives the session (reattach hook)', () => {
           }
           const task = await ssh.supervisor.create({
             command: ['/bin/sh'],
+            stdin: 'pipe',
             tty: { cols: session.pty?.cols ?? 80, rows: session.pty?.rows ?? 24 },
             env: { PS1: 'prompt$ ' },
           });
