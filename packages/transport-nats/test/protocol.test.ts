@@ -169,6 +169,45 @@ describe('output', () => {
     }
   });
 
+  it('a reader that stops reading makes the agent send nothing more (pull)', async () => {
+    const quietPrefix = `${prefix}-quiet`;
+    const quiet = await createNatsAgent({
+      supervisor,
+      runtime,
+      servers: SHARED_NATS,
+      subjectPrefix: quietPrefix,
+      capacityBucket: false,
+      publishOutput: false,
+    });
+    const reader = createNatsClient({
+      servers: SHARED_NATS,
+      subjectPrefix: quietPrefix,
+      agent: quiet.agentId,
+      batchBytes: 64 * 1024,
+    });
+    try {
+      const task = await supervisor.create({ command: ['head', '-c', '8000000', '/dev/zero'] });
+      const iterator = reader.output(task.id, { follow: true })[Symbol.asyncIterator]();
+      expect((await iterator.next()).value?.type).toBe('frame');
+      const before = quiet.connection.stats().outBytes;
+      // The task writes its 8 MB while nobody reads.
+      await supervisor.wait(task.id);
+      const sentMeanwhile = quiet.connection.stats().outBytes - before;
+      expect(sentMeanwhile).toBeLessThan(64 * 1024);
+      let bytes = 0;
+      let end = false;
+      for (let next = await iterator.next(); next.done !== true; next = await iterator.next()) {
+        if (next.value.type === 'frame') bytes += next.value.data.length;
+        if (next.value.type === 'end') end = true;
+      }
+      expect(end).toBe(true);
+      expect(bytes).toBeGreaterThan(0);
+    } finally {
+      await reader.close();
+      await quiet.close();
+    }
+  });
+
   it('watch delivers live frames from the task subject, then the end', async () => {
     const task = await client.create({ command: ['cat'], stdin: 'pipe' });
     await client.writeStdin(task.id, 'early\n');
