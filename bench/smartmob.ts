@@ -2,7 +2,7 @@
  * smartmob-agent (a separate process on 127.0.0.1, as deployed) beside raw
  * `child_process.spawn` of the same command:
  *
- * - create → first console line: POST /create-process for a small tar.gz
+ * - create → first console line: POST /create-process (fetch) for a small tar.gz
  *   served from loopback, then the WebSocket console until its first line
  *   (download, unpack, Procfile, spawn, output log, WebSocket); the baseline
  *   spawns `sh -c` with the same command and waits for its first stdout byte;
@@ -13,8 +13,6 @@
 import { spawn } from 'node:child_process';
 import { buildArchive } from '../apps/smartmob/test/archives.js';
 import {
-  createProcess,
-  curl,
   openConsole,
   startAgent,
   startFileServer,
@@ -67,8 +65,18 @@ export async function smartmobBenchmarks(): Promise<BenchResult[]> {
   const agent = await startAgent(data.dir, ['--quiet', '--kill-grace', '1s']);
   const results: BenchResult[] = [];
   const ws = agent.url.replace('http', 'ws');
+  // fetch, not curl, so no client process start is in the numbers.
+  const post = async (route: string, body: unknown) => {
+    const response = await fetch(`${agent.url}${route}`, {
+      method: 'POST',
+      body: JSON.stringify(body),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text };
+  };
+  const createProcess = (_agent: unknown, body: unknown) => post('/create-process', body);
   const remove = async (slug: string) => {
-    const response = await curl(`${agent.url}/delete-process/${slug}`, { data: '{}' });
+    const response = await post(`/delete-process/${slug}`, {});
     if (response.status !== 200) throw new Error(`delete ${slug}: ${response.status}`);
   };
   try {
@@ -98,7 +106,7 @@ export async function smartmobBenchmarks(): Promise<BenchResult[]> {
     raw.splice(0, 2);
     results.push(
       compare(
-        'smartmob create → first console line (tar.gz, curl + ws) p50',
+        'smartmob create → first console line (tar.gz, fetch + ws) p50',
         'ms',
         'lower',
         quantile(ours, 0.5),
