@@ -649,6 +649,10 @@ export async function createNarcAgent(options: NarcAgentOptions): Promise<NarcAg
   }
 
   try {
+    // The server says so in its INFO; asking the JetStream API would wait for a timeout.
+    if (connection.info?.jetstream !== true) {
+      throw new OverthereError('UNAVAILABLE', 'the NATS server has no JetStream');
+    }
     claims = await openTaskClaims(connection, `${pool}-tasks`, claimTtlMs);
     board = await openBoard(connection, `${pool}-capacity`, capacityTtlMs);
     boardKv = await openBucket(connection, board.bucket, capacityTtlMs);
