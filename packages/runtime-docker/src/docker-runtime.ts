@@ -128,6 +128,8 @@ const CAPABILITIES: RuntimeCapabilities = Object.freeze({
   adopt: true,
 });
 
+/** How far behind the saved output positions may be when an agent crashes. */
+const CURSOR_SAVE_MS = 250;
 /** How long an image name's id is trusted before it is inspected again. */
 const IMAGE_CACHE_MS = 5_000;
 /** Most cached answers about paths in images. */
@@ -254,7 +256,7 @@ export async function createDockerRuntime(
       return { stdout: 0, stderr: 0 };
     }
   };
-  /** Persist delivered counts at most once a second (for a crash; detach saves exactly). */
+  /** Persist delivered counts every CURSOR_SAVE_MS at most (for a crash; detach saves exactly). */
   const scheduleCursor = (containerId: string) => {
     if (cursorTimers.has(containerId) || state !== 'open') return;
     const timer = setTimeout(() => {
@@ -264,7 +266,7 @@ export async function createDockerRuntime(
       saveCursor(containerId, entry.process.counts).catch((error: unknown) => {
         logger.debug({ err: error }, 'saving an output cursor failed');
       });
-    }, 1_000);
+    }, CURSOR_SAVE_MS);
     timer.unref();
     cursorTimers.set(containerId, timer);
   };

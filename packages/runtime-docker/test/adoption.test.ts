@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFileTaskStore, createSupervisor, type Supervisor } from '@overthere/core';
 import { createDockerRuntime } from '@overthere/runtime-docker';
-import { containerExists, docker, sh, TEST_IMAGE, within } from './helpers.js';
+import { exitOf, spawnSource, testEnv } from '../../../test-support/app-process.js';
+import { containerExists, docker, sh, TEST_IMAGE, waitFor, within } from './helpers.js';
 
 const WAIT_MS = 20_000;
 let dataDir: string;
@@ -112,6 +113,67 @@ describe('agent restart', () => {
     expect(ended.exit).toEqual({ code: 7, signal: null, reason: 'exited' });
     const log = secondSupervisor.output(task.id);
     expect((await log.text('stdout')).toString()).toBe('before\nwhile-away\nafter\n');
+    expect((await log.text('stderr')).toString()).toBe('to-stderr\n');
+  }, 60_000);
+
+  it('after the agent process was SIGKILLed, the next one re-adopts the task: output complete, exit right', async () => {
+    const agentId = `crash-${process.pid}`;
+    const crashState = join(stateDir, 'crash');
+    const crashData = await mkdtemp(join(tmpdir(), 'overthere-docker-crash-data-'));
+    cleanup.push(() => rm(crashData, { recursive: true, force: true }));
+    const child = spawnSource(
+      'packages/runtime-docker/test/fixtures/crashing-agent.ts',
+      [
+        agentId,
+        crashState,
+        crashData,
+        TEST_IMAGE,
+        'echo before; echo to-stderr >&2; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after; exit 7',
+      ],
+      testEnv('OVERTHERE_DOCKER_'),
+    );
+    const exited = exitOf(child);
+    let printed = '';
+    child.stdout!.on('data', (chunk: Buffer) => (printed += chunk.toString()));
+    child.stderr!.resume();
+    const { taskId, containerId } = await waitFor(
+      'the agent to start its task',
+      () =>
+        printed.includes('\n') && (JSON.parse(printed) as { taskId: string; containerId: string }),
+      20_000,
+    );
+    // The runtime saves how much output it delivered a moment after delivering it.
+    const cursor = join(crashState, 'cursors', `${containerId}.json`);
+    await waitFor(
+      'the output position to be saved',
+      async () => {
+        const saved = await readFile(cursor, 'utf8').catch(() => '{}');
+        const counts = JSON.parse(saved) as { stdout?: number; stderr?: number };
+        return counts.stdout === 'before\n'.length && counts.stderr === 'to-stderr\n'.length;
+      },
+      10_000,
+    );
+    child.kill('SIGKILL');
+    expect((await exited).signal).toBe('SIGKILL');
+    expect(await containerExists(containerId)).toBe(true);
+
+    const runtime = await createDockerRuntime({
+      agentId,
+      stateDir: crashState,
+      defaultImage: TEST_IMAGE,
+    });
+    cleanup.push(() => runtime.dispose());
+    const supervisor = await createSupervisor({
+      runtime,
+      store: await createFileTaskStore({ dir: crashData }),
+    });
+    cleanup.push(() => supervisor.close());
+    expect(supervisor.get(taskId).state).toBe('running');
+    await execIn(containerId, ['touch', '/tmp/go']);
+    const ended = await within(supervisor.wait(taskId), WAIT_MS, 'the adopted task ending');
+    expect(ended.exit).toEqual({ code: 7, signal: null, reason: 'exited' });
+    const log = supervisor.output(taskId);
+    expect((await log.text('stdout')).toString()).toBe('before\nafter\n');
     expect((await log.text('stderr')).toString()).toBe('to-stderr\n');
   }, 60_000);
 

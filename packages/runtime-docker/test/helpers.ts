@@ -92,3 +92,18 @@ export async function containerExists(id: string): Promise<boolean> {
 
 /** `sh -c script` */
 export const sh = (script: string): string[] => ['/bin/sh', '-c', script];
+
+/** Poll `check` (where there is no event to await) until it returns something other than undefined/false. */
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs: number,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
