@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -356,17 +356,15 @@ export function processExists(pid: number): boolean {
   }
 }
 
-/** Pids of processes whose command line contains `marker`. */
+/** Pids of processes whose command line contains `marker` (from /proc: no procps needed). */
 export async function pidsMatching(marker: string): Promise<number[]> {
-  const child = spawn('pgrep', ['-f', marker], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  await once(child, 'close');
-  return output
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map(Number)
-    .filter((pid) => pid !== process.pid);
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    const commandLine = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (commandLine.includes(marker)) pids.push(Number(name));
+  }
+  return pids;
 }
 
 /** A fresh temporary directory and its removal. */

@@ -105,6 +105,7 @@ describe('supervised processes', () => {
       (status) => status.pid !== undefined,
     );
     expect(processExists(pid as number)).toBe(true);
+    expect(await pidsMatching(marker)).toContain(pid);
 
     const started = Date.now();
     const response = await curl(`${agent.url}/delete-process/life.stubborn`, { data: '{}' });
@@ -211,6 +212,7 @@ describe('the agent itself', () => {
       const console = await openConsole(`${ws(agent)}/attach-console/svc.web.0`);
       await console.waitForLines(1);
       const { pid } = await waitForStatus(agent, 'svc.web.0', (status) => status.pid !== undefined);
+      expect(await pidsMatching(marker)).toContain(pid);
 
       expect(await agent.stop('SIGTERM')).toEqual({ code: 0, signal: null });
       expect(processExists(pid as number)).toBe(false);
