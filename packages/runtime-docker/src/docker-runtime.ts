@@ -32,7 +32,7 @@ import {
   releaseQuotaVolume,
   type QuotaVolume,
 } from './disk-quota.js';
-import { PID_DIR, startExecProcess } from './exec-process.js';
+import { createPidFileLedger, PID_DIR, startExecProcess } from './exec-process.js';
 import {
   DISK_BYTES_LABEL,
   KIND_LABEL,
@@ -724,6 +724,7 @@ export async function createDockerRuntime(
     }
     const sandboxContainer = container;
     const processes = new Set<ManagedProcess>();
+    const pidFiles = createPidFileLedger();
     let destroying: Promise<void> | undefined;
     const sandbox: Sandbox = {
       id: sandboxContainer.id,
@@ -745,6 +746,7 @@ export async function createDockerRuntime(
           user: taskSpec.user === undefined ? undefined : String(taskSpec.user),
           stdin: taskSpec.stdin === 'pipe',
           tty: taskSpec.tty,
+          pidFiles,
           daemon,
           logger,
         });

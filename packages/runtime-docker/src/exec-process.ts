@@ -23,13 +23,40 @@ import { checkTtySize, exitStatusOf } from './spec-options.js';
 /** tmpfs in every sandbox where exec'd processes record their pids. */
 export const PID_DIR = '/run/overthere';
 
-/** `sh -c` wrapper: record the pid, then become the command. */
-const WRAPPER = 'echo $$ > "$0" && exec "$@"';
+/**
+ * `sh -c` wrapper: remove the pid files of processes that have ended (their
+ * names are ours: hex, no quoting needed), record the pid, become the command.
+ */
+function wrapper(stalePidFiles: readonly string[]): string {
+  const cleanup = stalePidFiles.length === 0 ? '' : `rm -f ${stalePidFiles.join(' ')}; `;
+  return `${cleanup}echo $$ > "$0" && exec "$@"`;
+}
 
 /** `sh -c` script that signals a recorded pid (or its group), waiting briefly for the record. */
 const KILLER =
   'i=0; while [ ! -s "$0" ]; do i=$((i+1)); [ "$i" -gt 200 ] && exit 3; sleep 0.01; done; ' +
   'p=$(cat "$0"); if [ "$2" = group ]; then kill -s "$1" -- "-$p"; else kill -s "$1" "$p"; fi';
+
+/** Pid files of ended processes, removed by the next exec (the tmpfs is small). */
+export interface PidFileLedger {
+  takeStale(): string[];
+  ended(pidFile: string): void;
+}
+
+/** A ledger for one sandbox. */
+export function createPidFileLedger(): PidFileLedger {
+  let stale: string[] = [];
+  return {
+    takeStale() {
+      const taken = stale;
+      stale = [];
+      return taken;
+    },
+    ended(pidFile) {
+      stale.push(pidFile);
+    },
+  };
+}
 
 /** What an exec is started with. */
 export interface ExecOptions {
@@ -40,6 +67,8 @@ export interface ExecOptions {
   user: string | undefined;
   stdin: boolean;
   tty: TtySize | undefined;
+  /** The sandbox's record of pid files left by processes that ended. */
+  pidFiles: PidFileLedger;
   daemon: string;
   logger: Logger;
 }
@@ -72,12 +101,13 @@ async function finalExitCode(exec: Docker.Exec): Promise<number | undefined> {
 export async function startExecProcess(options: ExecOptions): Promise<ManagedProcess> {
   const { container, logger } = options;
   const pidFile = `${PID_DIR}/${randomBytes(8).toString('hex')}.pid`;
+  const stale = options.pidFiles.takeStale();
   const tty = options.tty !== undefined;
   let exec: Docker.Exec;
   let socket: Duplex;
   try {
     exec = await container.exec({
-      Cmd: ['/bin/sh', '-c', WRAPPER, pidFile, ...options.argv],
+      Cmd: ['/bin/sh', '-c', wrapper(stale), pidFile, ...options.argv],
       AttachStdin: options.stdin,
       AttachStdout: true,
       AttachStderr: true,
@@ -93,6 +123,8 @@ export async function startExecProcess(options: ExecOptions): Promise<ManagedPro
       Tty: tty,
     });
   } catch (error) {
+    // Whatever ran (or did not) leaves these for the next exec to remove.
+    for (const file of [...stale, pidFile]) options.pidFiles.ended(file);
     if (engineStatus(error) === 404 || engineStatus(error) === 409) {
       throw new OverthereError('SPAWN_FAILED', 'the sandbox is gone or not running', {
         cause: error,
@@ -120,6 +152,7 @@ export async function startExecProcess(options: ExecOptions): Promise<ManagedPro
       logger.debug({ err: error }, 'inspecting the exec failed');
     }
     finished = true;
+    options.pidFiles.ended(pidFile);
     // The sandbox went away under it (destroyed), which killed it.
     if (code === undefined || killedWithSandbox) {
       return { code: null, signal: 'SIGKILL', reason: 'signalled' };

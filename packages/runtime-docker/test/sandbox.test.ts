@@ -143,6 +143,23 @@ describe('sandbox', () => {
   );
 });
 
+describe('sandbox bookkeeping', () => {
+  it(
+    'pid files of ended processes are cleared (the tmpfs that holds them is small)',
+    async () => {
+      for (let index = 0; index < 3; index += 1) {
+        await finish(await sandbox.spawn({ command: ['true'] }, context));
+      }
+      const listing = await finish(
+        await sandbox.spawn({ command: ['ls', '/run/overthere'] }, context),
+      );
+      // Only the listing process's own file is left.
+      expect(listing.stdout.trim().split('\n')).toHaveLength(1);
+    },
+    CONTAINER_TEST_MS,
+  );
+});
+
 describe('sandbox through a supervisor', () => {
   it(
     'a stopped task leaves the sandbox and its other tasks running; destroySandbox ends them',
