@@ -74,12 +74,14 @@ function start(request) {
     stream.pause();
     stream._handle.readStop();
   }
-  // stdin first: handles go out one at a time, and Node destroys a child's
-  // stdin when it exits, so one queued behind the others would be lost for a
-  // task that ends at once.
-  if (child.stdin) send({ t: 'stdin', id }, child.stdin);
+  // Handles go out one at a time (each waits for the agent's ack), and Node
+  // destroys a child's stdin when the child exits: a task that ends at once
+  // would lose a stdin still queued. Detached from the ChildProcess, it stays.
+  const stdin = child.stdin;
+  child.stdin = null;
   send({ t: 'stdout', id, pid: child.pid }, child.stdout);
   send({ t: 'stderr', id }, child.stderr);
+  if (stdin) send({ t: 'stdin', id }, stdin);
   child.once('exit', (code, signal) => send({ t: 'exit', id, code, signal }));
 }
 

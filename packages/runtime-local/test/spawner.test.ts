@@ -130,6 +130,29 @@ describe('spawner', () => {
     }
   });
 
+  it('hands back the stdin of tasks that end at once', async () => {
+    const spawner = createSpawner({ logger: noopLogger });
+    try {
+      const children = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          spawner.spawn({
+            file: 'true',
+            args: [],
+            cwd: '/',
+            env: frozenEnv,
+            credentials: undefined,
+            stdin: true,
+          }),
+        ),
+      );
+      for (const child of children) expect(child.stdin).toBeDefined();
+      const exits = await Promise.all(children.map((child) => child.exit));
+      expect(exits).toEqual(children.map(() => ({ code: 0, signal: null })));
+    } finally {
+      await spawner.close();
+    }
+  });
+
   it('sends an environment that is not frozen with the request', async () => {
     const spawner = createSpawner({ logger: noopLogger });
     try {
