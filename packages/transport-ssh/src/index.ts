@@ -26,4 +26,3 @@ export { HOST_KEY_FILE, loadOrCreateHostKey, sshFingerprint } from './host-key.j
 export type { SshHostKey } from './host-key.js';
 export { parseAuthorizedKeys, publicKeyAuthorized, publicKeyFromBlob } from './authorized-keys.js';
 export type { SshPublicKey } from './authorized-keys.js';
-export { secretsEqual } from '@overthere/core';
