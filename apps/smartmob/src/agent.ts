@@ -6,7 +6,9 @@
 import {
   createFileTaskStore,
   createSupervisor,
+  isLoopbackHost,
   lockDataDir,
+  OverthereError,
   noopLogger,
   type Logger,
   type Supervisor,
@@ -72,6 +74,13 @@ export function processEnvironment(
 /** Build the agent, restore its processes, and listen. */
 export async function startSmartmobAgent(options: SmartmobAgentOptions): Promise<SmartmobAgent> {
   const logger = options.logger ?? noopLogger;
+  // Refused before anything is touched (startHttpServer checks it again).
+  if (options.token === undefined && !options.insecure && !isLoopbackHost(options.host)) {
+    throw new OverthereError(
+      'FAILED_PRECONDITION',
+      `refusing to listen on ${options.host} without auth: anyone who can reach it could run commands. Give --token, listen on 127.0.0.1, or pass --insecure`,
+    );
+  }
   const lock = await lockDataDir(options.dataDir, 'smartmob-agent');
   const cleanups: (() => Promise<void>)[] = [() => lock.release()];
   const cleanup = async () => {

@@ -3,6 +3,7 @@
  * the refusals: 409, 400 for every kind of bad body, 404 for unknown slugs,
  * auth, and the command line.
  */
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildArchive } from './archives.js';
 import {
@@ -270,16 +271,12 @@ describe('auth and command line', () => {
   });
 
   it('refuses to listen beyond loopback without a token', async () => {
-    const result = await runCli([
-      '--host',
-      '0.0.0.0',
-      '--port',
-      '0',
-      '--data-dir',
-      data.dir + '-x',
-    ]);
+    const unused = `${data.dir}-unused`;
+    const result = await runCli(['--host', '0.0.0.0', '--port', '0', '--data-dir', unused]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/refusing to listen on 0\.0\.0\.0 without auth/);
+    // Refused before the data dir was created.
+    expect(existsSync(unused)).toBe(false);
   });
 
   it('--version, --help, and exit 2 on a bad flag', async () => {
