@@ -204,7 +204,10 @@ export async function createNatsAgent(options: NatsAgentOptions): Promise<NatsAg
   const maxBatchBytes = Math.max(4096, maxPayload - PAYLOAD_RESERVE_BYTES);
 
   let board: CapacityBoard | undefined;
-  if (options.capacityBucket !== false) {
+  if (options.capacityBucket !== false && connection.info?.jetstream !== true) {
+    // Asking a server without JetStream would only time out.
+    logger.info('the NATS server has no JetStream: advertising on the subject only');
+  } else if (options.capacityBucket !== false) {
     const bucket = options.capacityBucket ?? defaultBucketName(subjects.prefix);
     try {
       board = await openCapacityBoard(connection, {

@@ -293,11 +293,13 @@ export function createNatsClient(options: NatsClientOptions = {}): NatsClient {
   function capacityBoard(): Promise<CapacityBoard | undefined> {
     if (options.capacityBucket === false) return Promise.resolve(undefined);
     board ??= connection().then((nc) =>
-      openCapacityBoard(nc, {
-        bucket: options.capacityBucket || defaultBucketName(subjects.prefix),
-        ttlMs: 0,
-        create: false,
-      }).catch(() => undefined),
+      nc.info?.jetstream !== true
+        ? undefined
+        : openCapacityBoard(nc, {
+            bucket: options.capacityBucket || defaultBucketName(subjects.prefix),
+            ttlMs: 0,
+            create: false,
+          }).catch(() => undefined),
     );
     return board;
   }

@@ -188,7 +188,8 @@ describe('output', () => {
     try {
       const task = await supervisor.create({ command: ['head', '-c', '8000000', '/dev/zero'] });
       const iterator = reader.output(task.id, { follow: true })[Symbol.asyncIterator]();
-      expect((await iterator.next()).value?.type).toBe('frame');
+      // A frame, or a gap if the log's memory tail already let the first bytes go.
+      expect(['frame', 'gap']).toContain((await iterator.next()).value?.type);
       const before = quiet.connection.stats().outBytes;
       // The task writes its 8 MB while nobody reads.
       await supervisor.wait(task.id);
