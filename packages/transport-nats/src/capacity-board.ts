@@ -66,6 +66,7 @@ export async function openCapacityBoard(
     }
   };
   let kv = await open();
+  let manager: ReturnType<typeof jetstreamManager> | undefined;
   // open() of a missing bucket succeeds; the first call on it would fail. Ask now.
   await kv.status();
 
@@ -84,9 +85,13 @@ export async function openCapacityBoard(
     async list() {
       // The keys from the stream's subject counts (one request), not from
       // kv.keys(): its consumer can wait forever when entries expire while it reads.
-      const manager = await jetstreamManager(connection);
+      manager ??= jetstreamManager(connection).catch((error: unknown) => {
+        manager = undefined;
+        throw error;
+      });
+      const jsm = await manager;
       const subjectPrefix = `$KV.${options.bucket}.`;
-      const info = await manager.streams.info(`KV_${options.bucket}`, {
+      const info = await jsm.streams.info(`KV_${options.bucket}`, {
         subjects_filter: `${subjectPrefix}agent.*`,
       });
       const keys = Object.keys(info.state.subjects ?? {}).map((subject) =>
