@@ -106,8 +106,10 @@ declare -A PACKAGE_FILES=(
   # runtime-docker's disk quotas: a loop-mounted ext4 image per container.
   [e2fsprogs]=/sbin/mkfs.ext4
   [mount]=/sbin/losetup
+  # transport-nats's TLS test makes a throwaway certificate.
+  [openssl]=/usr/bin/openssl
 )
-PACKAGE_ORDER=(docker.io nats-server busybox-static sshpass openssh-client curl openssh-server bzip2 xz-utils e2fsprogs mount)
+PACKAGE_ORDER=(docker.io nats-server busybox-static sshpass openssh-client curl openssh-server bzip2 xz-utils e2fsprogs mount openssl)
 
 package_installed() {
   local package=$1
