@@ -12,6 +12,7 @@ import {
   DEFAULT_GRACE_MS,
   OverthereError,
   isFinalState,
+  toOverthereError,
   type CreateTaskOptions,
   type KillPolicy,
   type OutputStream,
@@ -187,6 +188,32 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
     };
     const timer = setTimeout(done, ms);
     signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** `promise`, or undefined as soon as `signal` aborts (the promise's outcome is then ignored). */
+function untilAborted<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+): Promise<T | undefined> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) {
+    promise.catch(() => undefined);
+    return Promise.resolve(undefined);
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(toOverthereError(error));
+      },
+    );
   });
 }
 
@@ -383,13 +410,15 @@ export function createNatsClient(options: NatsClientOptions = {}): NatsClient {
     throw new OverthereError('NOT_FOUND', `no agent has task ${id}`);
   }
 
-  /** Run `work` on the owner of `id`; an owner that went away is looked up again once. */
+  /** Run `work` on the owner of `id`. When the owner does not know it (or is gone), it is forgotten, so the next call looks again. */
   async function onOwner<T>(id: string, work: (agent: string) => Promise<T>): Promise<T> {
     const agent = await agentOf(id);
     try {
       return await work(agent);
     } catch (error) {
-      if (bound === undefined && OverthereError.hasCode(error, 'NOT_FOUND')) owners.delete(id);
+      const stale =
+        OverthereError.hasCode(error, 'NOT_FOUND') || OverthereError.hasCode(error, 'UNAVAILABLE');
+      if (bound === undefined && stale) owners.delete(id);
       throw error;
     }
   }
@@ -527,11 +556,16 @@ export function createNatsClient(options: NatsClientOptions = {}): NatsClient {
       | { seq: number; offset: number; stream: OutputStream; time: number; chunks: Uint8Array[] }
       | undefined;
     while (signal?.aborted !== true) {
-      let reply: Msg;
+      let reply: Msg | undefined;
       try {
-        reply = await send(subjects.agent(agent, 'output'), encodeJson(request), {
-          timeoutMs: (request.waitMs ?? 0) + requestTimeoutMs,
-        });
+        // An abort ends the read now, not when the long-poll answers.
+        reply = await untilAborted(
+          send(subjects.agent(agent, 'output'), encodeJson(request), {
+            timeoutMs: (request.waitMs ?? 0) + requestTimeoutMs,
+          }),
+          signal,
+        );
+        if (reply === undefined) return;
       } catch (error) {
         if (signal?.aborted) return;
         if (!retryable(error) || failures >= maxRetries) throw error;

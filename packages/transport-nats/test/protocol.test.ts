@@ -209,6 +209,28 @@ describe('output', () => {
     }
   });
 
+  it('an abort ends a follow waiting on its long-poll at once', async () => {
+    const task = await client.create({ command: ['sleep', '30'] });
+    const controller = new AbortController();
+    const events: string[] = [];
+    const reading = (async () => {
+      for await (const event of client.output(task.id, {
+        follow: true,
+        signal: controller.signal,
+      })) {
+        events.push(event.type);
+      }
+    })();
+    // The request is out and waiting once the agent has a reader on the log.
+    while (supervisor.output(task.id).readers === 0) await new Promise((r) => setTimeout(r, 5));
+    const abortedAt = Date.now();
+    controller.abort();
+    await reading;
+    expect(Date.now() - abortedAt).toBeLessThan(1000);
+    expect(events).toEqual([]);
+    await client.stop(task.id, { signal: 'SIGKILL' });
+  });
+
   it('watch delivers live frames from the task subject, then the end', async () => {
     const task = await client.create({ command: ['cat'], stdin: 'pipe' });
     await client.writeStdin(task.id, 'early\n');
