@@ -14,6 +14,7 @@ import { sshBenchmarks } from './ssh.js';
 import { natsBenchmarks } from './nats.js';
 import { smartmobBenchmarks } from './smartmob.js';
 import { dockerBenchmarks } from './docker.js';
+import { narcBenchmarks } from './narc.js';
 import type { BenchResult } from './report.js';
 import { printResults } from './report.js';
 
@@ -27,6 +28,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   nats: natsBenchmarks,
   smartmob: smartmobBenchmarks,
   docker: dockerBenchmarks,
+  narc: narcBenchmarks,
 };
 
 const chosen = process.argv.slice(2).filter((name) => !name.startsWith('-'));
