@@ -183,14 +183,10 @@ export async function dockerBenchmarks(): Promise<BenchResult[]> {
       }
       const rate = (run: { wallMs: number }) => (total / run.wallMs) * 1000;
       results.push(
-        compare(
-          `docker task throughput c=${concurrency}`,
-          'tasks/s',
-          'higher',
-          rate(ours),
-          { name: 'raw Engine API', value: rate(rawRuns) },
-          '≥ 1.0×',
-        ),
+        compare(`docker task throughput c=${concurrency}`, 'tasks/s', 'higher', rate(ours), {
+          name: 'raw Engine API (no attach)',
+          value: rate(rawRuns),
+        }),
       );
     }
 
