@@ -139,8 +139,20 @@ ensure_packages() {
   # needrestart (recommended by docker.io) must not ask or restart anything.
   as_root env DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get update -q ||
     fail "apt-get update failed"
+  # Packages must not start their own services (openssh-server would start an
+  # sshd on port 22 of every interface): what the tests need, this script starts
+  # on loopback. A policy-rc.d that says no does that, for sysvinit and systemd.
+  local policy=/usr/sbin/policy-rc.d placed_policy=''
+  if [[ ! -e $policy ]]; then
+    as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy" ||
+      fail "could not write $policy"
+    placed_policy=1
+  fi
+  local installed=0
   as_root env DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 \
-    apt-get install -y -q "${missing[@]}" </dev/null || fail "apt-get install ${missing[*]} failed"
+    apt-get install -y -q "${missing[@]}" </dev/null || installed=$?
+  [[ -z $placed_policy ]] || as_root rm -f "$policy"
+  ((installed == 0)) || fail "apt-get install ${missing[*]} failed"
   for package in "${missing[@]}"; do
     package_installed "$package" || fail "$package is still missing after apt-get install"
   done
