@@ -24,6 +24,21 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const step of cleanup.reverse()) await step().catch(() => undefined);
+  // Whatever a failed test left behind: every container of this file's agents.
+  const leftovers = await docker.listContainers({
+    all: true,
+    filters: { label: ['org.overthere.managed-by=overthere'] },
+  });
+  await Promise.all(
+    leftovers
+      .filter((summary) => summary.Labels['org.overthere.agent']?.endsWith(`-${process.pid}`))
+      .map((summary) =>
+        docker
+          .getContainer(summary.Id)
+          .remove({ force: true })
+          .catch(() => undefined),
+      ),
+  );
   await rm(dataDir, { recursive: true, force: true });
   await rm(stateDir, { recursive: true, force: true });
 });
@@ -133,6 +148,10 @@ describe('agent restart', () => {
       testEnv('OVERTHERE_DOCKER_'),
     );
     const exited = exitOf(child);
+    cleanup.push(async () => {
+      child.kill('SIGKILL');
+      await exited;
+    });
     let printed = '';
     child.stdout!.on('data', (chunk: Buffer) => (printed += chunk.toString()));
     child.stderr!.resume();
