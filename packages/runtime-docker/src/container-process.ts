@@ -4,6 +4,7 @@
  * connection, signals with `docker kill`, and the exit read from the daemon.
  */
 import { Writable, type Duplex, type Readable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   OverthereError,
   parseSignal,
@@ -17,6 +18,10 @@ import type Docker from 'dockerode';
 import { engineError, engineStatus } from './docker-errors.js';
 import { pumpOutput, type StreamCounts } from './output-pump.js';
 import { checkTtySize, exitStatusOf } from './spec-options.js';
+
+/** How often, and how far apart, an unexplained SIGKILL exit is re-inspected for an OOM kill. */
+const OOM_RECHECKS = 5;
+const OOM_RECHECK_MS = 100;
 
 /** A Process the runtime can also kill and detach from. */
 export interface ManagedProcess extends Process {
@@ -93,15 +98,22 @@ export function createContainerProcess(options: ContainerProcessOptions): Manage
     // Only a SIGKILL (137) can be the OOM killer, and only inspect tells: skip the
     // round trip for every other exit.
     if (code === undefined || code === 137) {
-      try {
-        const info = await container.inspect();
-        oomKilled = info.State.OOMKilled;
-        if (!info.State.Running && typeof info.State.ExitCode === 'number') {
-          code = info.State.ExitCode;
+      // dockerd learns of the OOM kill from a separate event that can come just
+      // after the exit: a SIGKILL nobody sent is asked about a few more times.
+      for (let attempt = 0; attempt <= OOM_RECHECKS; attempt += 1) {
+        if (attempt > 0) await delay(OOM_RECHECK_MS);
+        try {
+          const info = await container.inspect();
+          oomKilled = info.State.OOMKilled;
+          if (!info.State.Running && typeof info.State.ExitCode === 'number') {
+            code = info.State.ExitCode;
+          }
+        } catch (error) {
+          logger.debug({ err: error }, 'inspecting the ended container failed');
+          removed ||= engineStatus(error) === 404;
+          break;
         }
-      } catch (error) {
-        logger.debug({ err: error }, 'inspecting the ended container failed');
-        removed ||= engineStatus(error) === 404;
+        if (oomKilled || code !== 137 || sent.has('SIGKILL')) break;
       }
     }
     finished = true;
