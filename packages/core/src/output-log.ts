@@ -57,7 +57,11 @@ export interface OutputReadOptions {
 export interface OutputLogOptions {
   /** Directory for durable segment files; created if missing; existing segments are recovered and appended to. Without it the log is memory-only. */
   dir?: string;
-  /** Bytes of recent frames kept in memory. Default 1 MiB. */
+  /**
+   * Bytes of recent frames kept in memory. Default 1 MiB. Frames a reader has
+   * yet to read may hold up to four times as much more (at most 4 MiB more),
+   * so a follower a little behind keeps reading from memory.
+   */
   memoryBytes?: number;
   /** Cap on the bytes kept on disk; the oldest segments are deleted past it. Default 64 MiB. */
   maxDiskBytes?: number;

@@ -32,6 +32,15 @@ const FRAME_OVERHEAD_BYTES = 128;
 const MAX_BATCH_BYTES = 512 * 1024;
 /** How long frames short of a batch wait before they are written anyway. */
 const FLUSH_DELAY_MS = 1;
+/**
+ * Memory beyond `memoryBytes` (as a multiple of it, and at most) that frames a
+ * reader has yet to read from memory may hold. A follower a little behind (a
+ * socket that drained late) then stays in memory instead of falling to disk
+ * reads, which are slower than the producer and from which it would not catch
+ * up. Bounded: a reader further behind goes to disk as before.
+ */
+const READER_SLACK_FACTOR = 4;
+const MAX_READER_SLACK_BYTES = 4 * MIB;
 /** Frame lengths are u32 on disk; bigger appends are split. */
 const MAX_FRAME_BYTES = 1024 * MIB;
 const SKIP_ALL: readonly [boolean, boolean] = [false, false];
@@ -117,6 +126,8 @@ class SegmentedOutputLog implements OutputLog {
   /** Undefined for a memory-only log, and after a write failed. */
   /** Readers iterating right now (the supervisor's GC waits for them). */
   private activeReaders = 0;
+  /** The next seq of each reader iterating right now. */
+  private readonly readerPositions = new Set<{ seq: number }>();
   private store: SegmentStore | undefined;
   /** Kept after a failure: what was written stays readable. */
   private readonly disk: SegmentStore | undefined;
@@ -333,7 +344,19 @@ class SegmentedOutputLog implements OutputLog {
     const budgetBytes = all ? 0 : this.settings.memoryBytes;
     const written = this.store === undefined ? this.seqCounter : this.store.writtenSeq;
     const limit = all ? written : Math.min(written, this.seqCounter - 1);
-    while (this.memoryUsed > budgetBytes && this.memoryFirstSeq < limit) {
+    // Frames from the slowest reader still in memory on are kept up to the slack.
+    let readFrom = limit;
+    if (!all) {
+      for (const position of this.readerPositions) {
+        if (position.seq >= this.memoryFirstSeq && position.seq < readFrom) readFrom = position.seq;
+      }
+    }
+    const slackBudgetBytes =
+      budgetBytes + Math.min(budgetBytes * READER_SLACK_FACTOR, MAX_READER_SLACK_BYTES);
+    while (
+      this.memoryFirstSeq < limit &&
+      this.memoryUsed > (this.memoryFirstSeq < readFrom ? budgetBytes : slackBudgetBytes)
+    ) {
       const frame = this.memory[this.memoryHead];
       if (frame === undefined) break;
       this.memory[this.memoryHead] = undefined;
@@ -473,6 +496,8 @@ class SegmentedOutputLog implements OutputLog {
     const onAbort = (): void => wake?.();
     signal?.addEventListener('abort', onAbort);
     this.activeReaders += 1;
+    const position = { seq: request.startSeq };
+    this.readerPositions.add(position);
     try {
       let cursor = request.startSeq;
       if (request.startGap) {
@@ -480,6 +505,7 @@ class SegmentedOutputLog implements OutputLog {
         yield { type: 'gap', fromSeq: 0, toSeq: cursor };
       }
       while (signal?.aborted !== true && !this.destroyed) {
+        position.seq = cursor;
         if (cursor >= this.seqCounter) {
           if (!follow || this.isEnded) return;
           await new Promise<void>((resolveWait) => {
@@ -581,6 +607,7 @@ class SegmentedOutputLog implements OutputLog {
       }
     } finally {
       this.activeReaders -= 1;
+      this.readerPositions.delete(position);
       signal?.removeEventListener('abort', onAbort);
       if (wake !== undefined) this.waiters.delete(wake);
       await reader?.close();
