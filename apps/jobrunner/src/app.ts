@@ -112,15 +112,21 @@ export async function startJobrunner(options: JobrunnerOptions): Promise<Jobrunn
   // registered when dockerd answers; without it they are refused with 501.
   const runtimes: Runtime[] = [createLocalRuntime({ env: jobEnvironment(env), logger })];
   const docker = await createDockerRuntime({
-    // Jobs never outlive this process, so its containers are its own.
-    agentId: `jobrunner-${process.pid}`,
+    // One jobrunner per port: a jobrunner restarted on the port of one that
+    // crashed finds that one's containers (on a random port, only its own).
+    agentId: options.port === 0 ? `jobrunner-pid-${process.pid}` : `jobrunner-${options.port}`,
     logger,
   }).catch((error: unknown) => {
     if (!OverthereError.hasCode(error, 'UNAVAILABLE')) throw error;
     logger.info({ reason: error.message }, 'no Docker: Container commands are refused');
     return undefined;
   });
-  if (docker !== undefined) runtimes.push(docker);
+  if (docker !== undefined) {
+    runtimes.push(docker);
+    // Jobs never outlive a jobrunner, so there is nothing to adopt: reap at once.
+    const removed = await docker.removeUnadopted();
+    if (removed.length > 0) logger.info({ removed }, 'removed containers of an earlier jobrunner');
+  }
 
   const supervisor = await createSupervisor({
     runtime: runtimes,
