@@ -32,7 +32,14 @@ import {
   releaseQuotaVolume,
   type QuotaVolume,
 } from './disk-quota.js';
-import { createPidFileLedger, PID_DIR, startExecProcess } from './exec-process.js';
+import {
+  canRunWarm,
+  createPidFileLedger,
+  PID_DIR,
+  startExecProcess,
+  startWarmExec,
+  type WarmExec,
+} from './exec-process.js';
 import {
   DISK_BYTES_LABEL,
   KIND_LABEL,
@@ -726,6 +733,15 @@ export async function createDockerRuntime(
     const processes = new Set<ManagedProcess>();
     const pidFiles = createPidFileLedger();
     let destroying: Promise<void> | undefined;
+    // One exec kept started and waiting, so the next process skips the engine's exec start.
+    const prepareWarm = (): Promise<WarmExec | undefined> =>
+      startWarmExec({ container: sandboxContainer, cwd: defaultCwd, pidFiles }).catch(
+        (error: unknown) => {
+          logger.debug({ err: error }, 'starting a warm exec failed');
+          return undefined;
+        },
+      );
+    let warm = prepareWarm();
     const sandbox: Sandbox = {
       id: sandboxContainer.id,
       handle: { containerId: sandboxContainer.id, agentId },
@@ -738,17 +754,32 @@ export async function createDockerRuntime(
         const argv = argvOf(taskSpec);
         if (taskSpec.tty !== undefined) checkTtySize(taskSpec.tty, 'tty');
         const processEnv = environmentOf({ ...baseEnv, ...sandboxEnv }, taskSpec, {});
+        const user = taskSpec.user === undefined ? undefined : String(taskSpec.user);
+        const cwd = taskSpec.cwd ?? defaultCwd;
+        let ready: WarmExec | undefined;
+        if (canRunWarm({ argv, env: processEnv, tty: taskSpec.tty, user, cwd, defaultCwd })) {
+          // Taken before the await, so two spawns never share one.
+          const taken = warm;
+          warm = prepareWarm();
+          ready = await taken;
+          if (ready !== undefined && !ready.usable()) {
+            ready.socket.destroy();
+            pidFiles.ended(ready.pidFile);
+            ready = undefined;
+          }
+        }
         const child = await startExecProcess({
           container: sandboxContainer,
           argv,
           env: processEnv,
-          cwd: taskSpec.cwd ?? defaultCwd,
-          user: taskSpec.user === undefined ? undefined : String(taskSpec.user),
+          cwd,
+          user,
           stdin: taskSpec.stdin === 'pipe',
           tty: taskSpec.tty,
           pidFiles,
           daemon,
           logger,
+          ...(ready === undefined ? {} : { warm: ready }),
         });
         processes.add(child);
         void child.wait().then(() => processes.delete(child));
@@ -757,6 +788,7 @@ export async function createDockerRuntime(
       destroy() {
         destroying ??= (async () => {
           live.delete(sandboxContainer.id);
+          void warm.then((unused) => unused?.socket.destroy());
           for (const child of processes) child.markKilled?.();
           await removeContainer(sandboxContainer.id, quotaName);
           await Promise.all([...processes].map((child) => child.wait()));

@@ -3,6 +3,12 @@
  * the command runs under a small `sh` wrapper that records its pid (an exec'd
  * process leads its own process group) in a tmpfs, and signals are delivered
  * by another exec running `kill` on that group.
+ *
+ * Starting an exec costs the engine about 60 ms (runc joins the container's
+ * namespaces). A sandbox therefore keeps one **warm exec** ready: a wrapper
+ * already started and attached, waiting for one line on its stdin. Taking it
+ * costs one write: the line exports the process's environment and `exec`s the
+ * command, so the pid, streams and exit code are the command's own.
  */
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
@@ -30,6 +36,27 @@ export const PID_DIR = '/run/overthere';
 function wrapper(stalePidFiles: readonly string[]): string {
   const cleanup = stalePidFiles.length === 0 ? '' : `rm -f ${stalePidFiles.join(' ')}; `;
   return `${cleanup}echo $$ > "$0" && exec "$@"`;
+}
+
+/**
+ * `sh -c` wrapper of a warm exec: like {@link wrapper}, then wait for the
+ * command as one line (`read` takes exactly one line, so the command's stdin
+ * starts right after it) and run it.
+ */
+function warmWrapper(stalePidFiles: readonly string[]): string {
+  const cleanup = stalePidFiles.length === 0 ? '' : `rm -f ${stalePidFiles.join(' ')}; `;
+  return `${cleanup}echo $$ > "$0" && IFS= read -r line && eval "$line"`;
+}
+
+/** A word for `sh`, single-quoted. */
+function shellWord(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The line a warm exec runs: the environment, then the command in place of the wrapper. */
+function warmCommandLine(argv: readonly string[], env: readonly string[]): string {
+  const exports = env.length === 0 ? '' : `export ${env.map(shellWord).join(' ')}; `;
+  return `${exports}exec ${argv.map(shellWord).join(' ')}\n`;
 }
 
 /** `sh -c` script that signals a recorded pid (or its group), waiting briefly for the record. */
@@ -71,6 +98,73 @@ export interface ExecOptions {
   pidFiles: PidFileLedger;
   daemon: string;
   logger: Logger;
+  /** A warm exec to run the command in, instead of a new exec (see {@link canRunWarm}). */
+  warm?: WarmExec;
+}
+
+/** An exec started ahead of need, waiting for the line of its command. */
+export interface WarmExec {
+  exec: Docker.Exec;
+  socket: Duplex;
+  pidFile: string;
+  /** False once its stream ended (the sandbox is gone): start a normal exec instead. */
+  usable(): boolean;
+}
+
+/** What a warm exec is started with: the sandbox's defaults. */
+export interface WarmExecOptions {
+  container: Docker.Container;
+  cwd: string | undefined;
+  pidFiles: PidFileLedger;
+}
+
+/** Start a warm exec: attached, stdin open, waiting for its command line. */
+export async function startWarmExec(options: WarmExecOptions): Promise<WarmExec> {
+  const pidFile = `${PID_DIR}/${randomBytes(8).toString('hex')}.pid`;
+  const stale = options.pidFiles.takeStale();
+  let ended = false;
+  try {
+    const exec = await options.container.exec({
+      Cmd: ['/bin/sh', '-c', warmWrapper(stale), pidFile],
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+      ...(options.cwd === undefined ? {} : { WorkingDir: options.cwd }),
+    });
+    const socket = await exec.start({ hijack: true, stdin: true, Tty: false });
+    const end = () => {
+      ended = true;
+    };
+    socket.once('end', end);
+    socket.once('close', end);
+    socket.once('error', end);
+    return { exec, socket, pidFile, usable: () => !ended && !socket.destroyed };
+  } catch (error) {
+    for (const file of [...stale, pidFile]) options.pidFiles.ended(file);
+    throw error;
+  }
+}
+
+/**
+ * Whether a process can run in a warm exec: no tty, the sandbox's user and
+ * working directory (fixed when the exec started), and words a one-line
+ * command can carry.
+ */
+export function canRunWarm(options: {
+  argv: readonly string[];
+  env: readonly string[];
+  tty: TtySize | undefined;
+  user: string | undefined;
+  cwd: string | undefined;
+  defaultCwd: string | undefined;
+}): boolean {
+  return (
+    options.tty === undefined &&
+    options.user === undefined &&
+    options.cwd === options.defaultCwd &&
+    ![...options.argv, ...options.env].some((word) => word.includes('\n'))
+  );
 }
 
 /** Run a short command in the container and wait for its exit code. */
@@ -99,10 +193,16 @@ async function finalExitCode(exec: Docker.Exec): Promise<number | undefined> {
 
 /** Start `argv` in the sandbox container. */
 export async function startExecProcess(options: ExecOptions): Promise<ManagedProcess> {
-  const { container, logger } = options;
+  const { container, logger, warm } = options;
+  const tty = options.tty !== undefined;
+  if (warm !== undefined) {
+    warm.socket.write(warmCommandLine(options.argv, options.env));
+    // No stdin asked for: the command reads end of file, as with /dev/null.
+    if (!options.stdin) warm.socket.end();
+    return execProcess(options, warm.exec, warm.socket, warm.pidFile);
+  }
   const pidFile = `${PID_DIR}/${randomBytes(8).toString('hex')}.pid`;
   const stale = options.pidFiles.takeStale();
-  const tty = options.tty !== undefined;
   let exec: Docker.Exec;
   let socket: Duplex;
   try {
@@ -137,7 +237,18 @@ export async function startExecProcess(options: ExecOptions): Promise<ManagedPro
       logger.debug({ err: error }, 'initial exec resize failed');
     });
   }
+  return execProcess(options, exec, socket, pidFile);
+}
 
+/** The process of a started exec. */
+function execProcess(
+  options: ExecOptions,
+  exec: Docker.Exec,
+  socket: Duplex,
+  pidFile: string,
+): ManagedProcess {
+  const { container, logger } = options;
+  const tty = options.tty !== undefined;
   const sent = new Set<SignalName>();
   let finished = false;
   let killedWithSandbox = false;

@@ -143,6 +143,53 @@ describe('sandbox', () => {
   );
 });
 
+describe('sandbox warm exec', () => {
+  it(
+    'runs processes back to back with their own argv, environment, stdin and exit code',
+    async () => {
+      const quoted = `a 'b' "c" $HOME \\ \`x\``;
+      const results = [];
+      // More than one: each takes the exec prepared while the previous one ran.
+      for (let index = 0; index < 3; index += 1) {
+        const child = await sandbox.spawn(
+          {
+            command: [
+              'sh',
+              '-c',
+              'printf "%s|%s|%s" "$1" "$QUOTED" "$(cat)"; exit $2',
+              'sh',
+              "it's",
+              String(index),
+            ],
+            env: { QUOTED: quoted },
+            stdin: 'pipe',
+          },
+          context,
+        );
+        child.stdin!.end(`input ${index}\nsecond line`);
+        results.push(await finish(child));
+      }
+      expect(results.map((result) => result.stdout)).toEqual(
+        [0, 1, 2].map((index) => `it's|${quoted}|input ${index}\nsecond line`),
+      );
+      expect(results.map((result) => result.exit.code)).toEqual([0, 1, 2]);
+    },
+    CONTAINER_TEST_MS,
+  );
+
+  it(
+    'reports a missing program like a fresh exec does, and gives no stdin when none is asked',
+    async () => {
+      const missing = await finish(await sandbox.spawn({ command: ['no-such-program'] }, context));
+      expect(missing.exit).toEqual({ code: 127, signal: null, reason: 'exited' });
+      expect(missing.stderr).toMatch(/no-such-program/);
+      const noStdin = await finish(await sandbox.spawn({ command: ['cat'] }, context));
+      expect(noStdin).toMatchObject({ stdout: '', exit: { code: 0 } });
+    },
+    CONTAINER_TEST_MS,
+  );
+});
+
 describe('sandbox bookkeeping', () => {
   it(
     'pid files of ended processes are cleared (the tmpfs that holds them is small)',
@@ -153,8 +200,9 @@ describe('sandbox bookkeeping', () => {
       const listing = await finish(
         await sandbox.spawn({ command: ['ls', '/run/overthere'] }, context),
       );
-      // Only the listing process's own file is left.
-      expect(listing.stdout.trim().split('\n')).toHaveLength(1);
+      // Only the listing process's own file is left, and that of the warm exec
+      // started for the next process.
+      expect(listing.stdout.trim().split('\n')).toHaveLength(2);
     },
     CONTAINER_TEST_MS,
   );
