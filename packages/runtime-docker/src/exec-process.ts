@@ -148,8 +148,8 @@ export async function startWarmExec(options: WarmExecOptions): Promise<WarmExec>
 
 /**
  * Whether a process can run in a warm exec: no tty, the sandbox's user and
- * working directory (fixed when the exec started), and words a one-line
- * command can carry.
+ * working directory (fixed when the exec started), words a one-line command
+ * can carry, and environment names `export` accepts.
  */
 export function canRunWarm(options: {
   argv: readonly string[];
@@ -163,7 +163,9 @@ export function canRunWarm(options: {
     options.tty === undefined &&
     options.user === undefined &&
     options.cwd === options.defaultCwd &&
-    ![...options.argv, ...options.env].some((word) => word.includes('\n'))
+    ![...options.argv, ...options.env].some((word) => word.includes('\n')) &&
+    // `export` takes shell names only; an exec's Env takes any.
+    options.env.every((entry) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(entry))
   );
 }
 
