@@ -30,7 +30,13 @@ async function startAgent(dataDir: string): Promise<Agent> {
   const entry = existsSync(built) ? [built] : ['--import', 'tsx', 'apps/agent/src/main.ts'];
   const child = spawn(
     process.execPath,
-    [...entry, '--port', '0', '--data-dir', dataDir, '--log-level', 'warn', '--ttl', '60s'],
+    [
+      ...entry,
+      ...['--port', '0', '--data-dir', dataDir, '--log-level', 'warn', '--ttl', '60s'],
+      // All of the 1 GiB stays retained on disk, so a follower that falls behind
+      // still gets every byte (raw output has no gap markers to tell it).
+      ...['--output-max', '1200M'],
+    ],
     {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -140,9 +146,6 @@ async function streamFromAgent(url: string): Promise<number> {
     req.end();
   });
   const ms = performance.now() - start;
-  // The agent runs with its default output cap (64 MiB on disk): a follower
-  // that keeps up reads from memory and gets every byte; one that fell behind
-  // retention would get less, and the run fails.
   if (bytes !== GIB) throw new Error(`streamed ${bytes} bytes`);
   return ms;
 }
