@@ -5,9 +5,9 @@
  */
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { OverthereError, secretsEqual, type Logger } from '@overthere/core';
-import { shutdownSignal } from '@overthere/transport-http';
+import type { FastifyInstance } from 'fastify';
+import { OverthereError, type Logger } from '@overthere/core';
+import { requireBearerToken, shutdownSignal } from '@overthere/transport-http';
 import { parseJobRequestBody } from './job-request.js';
 import type { Job, JobManager } from './jobs.js';
 
@@ -46,12 +46,6 @@ export function jobJson(job: Job): Record<string, unknown> {
   };
 }
 
-function bearerToken(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  if (header === undefined) return undefined;
-  return /^Bearer +(\S+) *$/i.exec(header)?.[1];
-}
-
 /** Write a chunk, waiting for the client to take it when it is slow. */
 async function writeChunk(
   response: ServerResponse,
@@ -75,16 +69,7 @@ export function installJobrunnerApi(server: FastifyInstance, options: JobrunnerA
     done(null, body);
   });
 
-  if (token !== undefined) {
-    server.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-      if (secretsEqual(bearerToken(request), token)) return;
-      await reply
-        .code(401)
-        .header('www-authenticate', 'Bearer realm="jobrunner"')
-        .send({ code: 'UNAUTHENTICATED', message: 'missing or wrong bearer token' });
-      return reply;
-    });
-  }
+  requireBearerToken(server, { token, realm: 'jobrunner' });
 
   function findJob(id: string): Job {
     const job = jobs.find(id);

@@ -7,16 +7,10 @@
  */
 import websocket from '@fastify/websocket';
 import type { Socket } from 'node:net';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import WebSocket from 'ws';
-import {
-  OverthereError,
-  secretsEqual,
-  type Logger,
-  type Supervisor,
-  type TaskInfo,
-} from '@overthere/core';
-import { queryAccessToken, shutdownSignal } from '@overthere/transport-http';
+import { OverthereError, type Logger, type Supervisor, type TaskInfo } from '@overthere/core';
+import { requireBearerToken, shutdownSignal } from '@overthere/transport-http';
 import { LineSplitter } from './console-lines.js';
 import { DownloadError, parseSourceUrl } from './download.js';
 import type { CreateProcessRequest, ProcessManager, ProcessView } from './processes.js';
@@ -106,12 +100,6 @@ export function parseCreateRequest(body: unknown): CreateProcessRequest {
   return request;
 }
 
-function bearerToken(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  if (header === undefined) return queryAccessToken(request);
-  return /^Bearer +(\S+) *$/i.exec(header)?.[1];
-}
-
 /** Base URLs as the client reached us. */
 function origins(request: FastifyRequest): { http: string; ws: string } {
   const host = request.host;
@@ -183,16 +171,7 @@ export async function smartmobRoutes(
     done(null, body);
   });
 
-  if (token !== undefined) {
-    server.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-      if (secretsEqual(bearerToken(request), token)) return;
-      await reply
-        .code(401)
-        .header('www-authenticate', 'Bearer realm="smartmob-agent"')
-        .send({ code: 'UNAUTHENTICATED', message: 'missing or wrong bearer token' });
-      return reply;
-    });
-  }
+  requireBearerToken(server, { token, realm: 'smartmob-agent', acceptsQueryToken: () => true });
 
   function find(slug: string): ProcessView {
     const view = processes.get(slug);

@@ -13,10 +13,10 @@ import {
   type OutputStream,
   type Supervisor,
   type TaskInfo,
+  finalSnapshot,
 } from '@overthere/core';
 import { validateJson, type JsonSchema } from './json-schema.js';
 import type { ApiMetrics } from './metrics.js';
-import { finalTask } from './output-route.js';
 import { integerParameter, queryParameters, streamsParameter } from './request-parsing.js';
 import { encodeAttachFrame } from './wire-format.js';
 
@@ -224,7 +224,7 @@ export function serveAttach(
       if (pending) await pending;
     }
     if (signal.aborted) return;
-    const task = await finalTask(supervisor, id, signal);
+    const task = await finalSnapshot(supervisor, id, signal);
     if (task === undefined || signal.aborted) return;
     await sendJson({ type: 'exit', task });
     close(1000, 'task ended');

@@ -18,6 +18,8 @@ export type {
   StartHttpServerOptions,
   StartedHttpServer,
 } from './http-server.js';
+export { requireBearerToken } from './bearer-auth.js';
+export type { BearerAuthOptions } from './bearer-auth.js';
 export { overthereApi, registerOverthereApi } from './overthere-api.js';
 export type { OverthereApiOptions } from './overthere-api.js';
 export { createHttpAgent } from './http-agent.js';

@@ -10,11 +10,11 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import {
   OverthereError,
-  isFinalState,
   type OutputEvent,
   type OutputStream,
   type Supervisor,
   type TaskInfo,
+  finalSnapshot,
 } from '@overthere/core';
 import type { ApiMetrics } from './metrics.js';
 import {
@@ -121,36 +121,6 @@ function drained(response: ServerResponse, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** The final snapshot, or undefined when `signal` aborts (or the task is removed) first. */
-export async function finalTask(
-  supervisor: Supervisor,
-  id: string,
-  signal: AbortSignal,
-): Promise<TaskInfo | undefined> {
-  let waiting: Promise<TaskInfo>;
-  try {
-    const now = supervisor.get(id);
-    if (isFinalState(now.state)) return now;
-    waiting = supervisor.wait(id);
-  } catch {
-    return undefined;
-  }
-  return new Promise((resolve) => {
-    const onAbort = (): void => resolve(undefined);
-    signal.addEventListener('abort', onAbort, { once: true });
-    waiting.then(
-      (task) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(task);
-      },
-      () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(undefined);
-      },
-    );
-  });
-}
-
 /**
  * Serve one output request. Errors in the request itself (unknown task, bad
  * query) are thrown before anything is sent, so they get a normal error response.
@@ -247,7 +217,7 @@ export async function serveOutput(
     }
     if (!signal.aborted) {
       const task = parsed.follow
-        ? await finalTask(supervisor, id, signal)
+        ? await finalSnapshot(supervisor, id, signal)
         : safeGet(supervisor, id);
       if (task !== undefined && !signal.aborted && parsed.format !== 'raw') {
         await write(encode({ type: 'end', task }));

@@ -14,7 +14,6 @@ import {
   OverthereError,
   isFinalState,
   parseSignal,
-  secretsEqual,
   type KillPolicy,
   type Runtime,
   type Supervisor,
@@ -24,7 +23,8 @@ import {
   type TaskState,
 } from '@overthere/core';
 import { serveAttach, parseAttachRequest } from './attach-route.js';
-import { queryAccessToken, shutdownSignal } from './http-server.js';
+import { requireBearerToken } from './bearer-auth.js';
+import { shutdownSignal } from './http-server.js';
 import { createApiMetrics, METRICS_CONTENT_TYPE } from './metrics.js';
 import { createOpenApiDocument } from './openapi.js';
 import { serveOutput } from './output-route.js';
@@ -85,12 +85,6 @@ type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 const PUBLIC_ROUTES = new Set(['/healthz']);
 /** Routes that accept the token as `?access_token=` (browsers' EventSource and WebSocket set no headers). */
 const QUERY_TOKEN_ROUTES = new Set(['/v1/tasks/:id/output', '/v1/tasks/:id/attach']);
-
-function bearerToken(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-  return match?.[1];
-}
 
 function parseStates(values: string[] | undefined): TaskState[] | undefined {
   if (values === undefined) return undefined;
@@ -172,23 +166,11 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
     done();
   });
 
-  scope.addHook('onRequest', async (request, reply) => {
-    if (token === undefined) return;
-    const route = request.routeOptions.url ?? '';
-    if (PUBLIC_ROUTES.has(route)) return;
-    let presented = bearerToken(request.headers.authorization);
-    if (presented === undefined && QUERY_TOKEN_ROUTES.has(route)) {
-      presented = queryAccessToken(request);
-    }
-    if (secretsEqual(presented, token)) return;
-    await reply
-      .code(401)
-      .header('www-authenticate', 'Bearer realm="overthere"')
-      .send({
-        code: 'UNAUTHENTICATED',
-        message: presented === undefined ? 'a bearer token is required' : 'wrong bearer token',
-      });
-    return reply;
+  requireBearerToken(scope, {
+    token,
+    realm: 'overthere',
+    isPublic: (request) => PUBLIC_ROUTES.has(request.routeOptions.url ?? ''),
+    acceptsQueryToken: (request) => QUERY_TOKEN_ROUTES.has(request.routeOptions.url ?? ''),
   });
 
   /** Answer 405 for the methods a path does not have. */

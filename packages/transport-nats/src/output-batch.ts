@@ -7,10 +7,10 @@
  */
 import {
   OverthereError,
-  isFinalState,
   type OutputStream,
   type Supervisor,
   type TaskInfo,
+  finalSnapshot,
 } from '@overthere/core';
 import {
   checkFields,
@@ -39,36 +39,6 @@ const OUTPUT_FIELDS = [
 
 function nextTick(): Promise<'tick'> {
   return new Promise((resolve) => setImmediate(() => resolve('tick')));
-}
-
-/** The final task, or undefined if it is not final within `signal`'s life. */
-async function finalWithin(
-  supervisor: Supervisor,
-  id: string,
-  signal: AbortSignal,
-): Promise<TaskInfo | undefined> {
-  let now: TaskInfo;
-  try {
-    now = supervisor.get(id);
-  } catch {
-    return undefined;
-  }
-  if (isFinalState(now.state)) return now;
-  if (signal.aborted) return undefined;
-  return new Promise((resolve) => {
-    const onAbort = (): void => resolve(undefined);
-    signal.addEventListener('abort', onAbort, { once: true });
-    supervisor.wait(id).then(
-      (task) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(task);
-      },
-      () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(undefined);
-      },
-    );
-  });
 }
 
 /** Options of {@link serveOutputBatch} that the agent fixes. */
@@ -217,7 +187,7 @@ export async function serveOutputBatch(
     const header: BatchHeader = { events, next };
     if (complete && !stoppedEarly && !timedOut) {
       const end = follow
-        ? await finalWithin(supervisor, id, controller.signal)
+        ? await finalSnapshot(supervisor, id, controller.signal)
         : safeGet(supervisor, id);
       if (end !== undefined) header.end = end;
     }

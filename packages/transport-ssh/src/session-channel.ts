@@ -15,6 +15,7 @@ import {
   type Supervisor,
   type TaskInfo,
   type TtySize,
+  finalSnapshot,
 } from '@overthere/core';
 import type { SshDisconnectAction } from './types.js';
 
@@ -81,36 +82,6 @@ export function failChannel(channel: ServerChannel, error: unknown): void {
   channel.stderr.write(`overthere: ${mapped.code}: ${mapped.message}${newline}`);
   channel.exit(SESSION_ERROR_STATUS);
   channel.end();
-}
-
-/** The final snapshot, or undefined when the task is gone or `abort` fires first. */
-async function finalTask(
-  supervisor: Supervisor,
-  id: string,
-  abort: AbortSignal,
-): Promise<TaskInfo | undefined> {
-  let waiting: Promise<TaskInfo>;
-  try {
-    const now = supervisor.get(id);
-    if (isFinalState(now.state)) return now;
-    waiting = supervisor.wait(id);
-  } catch {
-    return undefined;
-  }
-  return new Promise((resolve) => {
-    const onAbort = (): void => resolve(undefined);
-    abort.addEventListener('abort', onAbort, { once: true });
-    waiting.then(
-      (task) => {
-        abort.removeEventListener('abort', onAbort);
-        resolve(task);
-      },
-      () => {
-        abort.removeEventListener('abort', onAbort);
-        resolve(undefined);
-      },
-    );
-  });
 }
 
 /** Bind `channel` to a task; the channel closes when the task ends. */
@@ -216,7 +187,7 @@ export function bindSession(options: BoundSessionOptions): BoundSession {
       if (pending) await pending;
     }
     if (abort.aborted) return;
-    const task = await finalTask(supervisor, taskId, abort);
+    const task = await finalSnapshot(supervisor, taskId, abort);
     if (abort.aborted) return;
     sendExit(channel, task);
     channel.end();
