@@ -32,7 +32,7 @@ async function runCli(args: string[], env: Record<string, string> = {}) {
 
 let nats: NatsServerProcess;
 beforeAll(async () => {
-  nats = await startNatsServer();
+  nats = await startNatsServer({ jetstream: true });
 });
 afterAll(async () => {
   await nats?.stop();

@@ -47,7 +47,7 @@ const ssh = (task: { task: string; token: string }, command: string) =>
   runSsh({ port: narc.sshPort, ...task, command });
 
 beforeAll(async () => {
-  nats = await startNatsServer();
+  nats = await startNatsServer({ jetstream: true });
   client = await natsClient(nats.url);
   narc = await startNarc({
     nats: nats.url,

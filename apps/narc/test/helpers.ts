@@ -6,7 +6,6 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -19,16 +18,6 @@ const MAIN = path.join('apps', 'narc', 'src', 'main.ts');
 
 /** The image `scripts/services.sh up` builds. */
 export const TEST_IMAGE = process.env.OVERTHERE_TEST_IMAGE ?? 'overthere-test:busybox';
-
-/** A free TCP port on loopback. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 /** Poll `probe` until it returns something other than undefined, or fail after `timeoutMs`. */
 export async function waitFor<T>(
@@ -48,75 +37,8 @@ export async function waitFor<T>(
 
 // ---- nats-server ----------------------------------------------------------
 
-/** A nats-server we started. */
-export interface NatsServerProcess {
-  readonly url: string;
-  readonly port: number;
-  /** SIGKILL it and wait for the exit. */
-  kill(): Promise<void>;
-  /** Start it again on the same port and store. */
-  restart(): Promise<void>;
-  /** Kill it and remove its store. */
-  stop(): Promise<void>;
-}
-
-function launchNats(args: string[]): Promise<ChildProcess> {
-  const child = spawn('nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      log += chunk.toString();
-      if (log.includes('Server is ready')) {
-        child.stderr?.off('data', onData);
-        child.stderr?.resume();
-        resolve(child);
-      }
-    };
-    child.stderr?.on('data', onData);
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`nats-server exited (${code}):\n${log}`)));
-  });
-}
-
-/** Start a nats-server on loopback (JetStream unless `jetstream: false`; a cluster member with `cluster`). */
-export async function startNatsServer(
-  options: { jetstream?: boolean; cluster?: { port: number; routes: number[] } } = {},
-): Promise<NatsServerProcess> {
-  const port = await freePort();
-  const storeDir = await mkdtemp(path.join(tmpdir(), 'narc-nats-'));
-  const args = ['-a', '127.0.0.1', '-p', String(port)];
-  if (options.jetstream !== false) args.push('-js', '-sd', storeDir);
-  if (options.cluster !== undefined) {
-    args.push(
-      '--cluster_name',
-      'narc-test',
-      '--cluster',
-      `nats://127.0.0.1:${options.cluster.port}`,
-      '--routes',
-      options.cluster.routes.map((route) => `nats://127.0.0.1:${route}`).join(','),
-    );
-  }
-  let child = await launchNats(args);
-  const kill = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
-    }
-  };
-  return {
-    url: `nats://127.0.0.1:${port}`,
-    port,
-    kill,
-    async restart() {
-      child = await launchNats(args);
-    },
-    async stop() {
-      await kill();
-      await rm(storeDir, { recursive: true, force: true });
-    },
-  };
-}
+export { freePort, startNatsServer } from '../../../test-support/nats-server.js';
+export type { NatsServerProcess } from '../../../test-support/nats-server.js';
 
 /** A NATS connection for the test itself (reconnecting forever). */
 export function natsClient(servers: string | string[]): Promise<NatsConnection> {

@@ -48,7 +48,7 @@ async function startAndRun(client: NatsConnection, agents: NarcProcess[], name: 
 
 describe('narc agents when NATS fails', () => {
   it('nats-server restarted: both agents reconnect and advertise again within 2 s', async () => {
-    const nats = await startNatsServer();
+    const nats = await startNatsServer({ jetstream: true });
     cleanups.push(() => nats.stop());
     // Adverts every 60 s: the ones after the restart can only come from the reconnect.
     const args = ['--pool', `restart${process.pid}`, '--advertise-interval-ms', '60000'];
@@ -92,8 +92,11 @@ describe('narc agents when NATS fails', () => {
     const servers: NatsServerProcess[] = [];
     for (const [index, port] of clusterPorts.entries()) {
       const server = await startNatsServer({
-        jetstream: false,
-        cluster: { port, routes: clusterPorts.filter((_, other) => other !== index) },
+        cluster: {
+          port,
+          routes: clusterPorts.filter((_, other) => other !== index),
+          name: 'narc-test',
+        },
       });
       servers.push(server);
       cleanups.push(() => server.stop());

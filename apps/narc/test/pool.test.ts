@@ -32,7 +32,7 @@ const started = (agent: NarcProcess, task: string): boolean =>
   new RegExp(`"task":"${task}".*"msg":"task started"`).test(agent.log());
 
 beforeAll(async () => {
-  nats = await startNatsServer();
+  nats = await startNatsServer({ jetstream: true });
   client = await natsClient(nats.url);
   const common = [
     '--pool',
