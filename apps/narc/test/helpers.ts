@@ -4,14 +4,20 @@
  * NATS publishing, the OpenSSH client (through sshpass; in a node-pty terminal
  * for interactive shells) and the docker CLI to look at containers.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import pty from '@lydell/node-pty';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { exitOf, spawnSource, testEnv, type Exit } from '../../../test-support/app-process.js';
+import {
+  interactiveSsh as openInteractiveSsh,
+  runSsh as runOpenSsh,
+  type InteractiveSsh,
+} from '../../../test-support/openssh.js';
+
+export type { InteractiveSsh } from '../../../test-support/openssh.js';
 
 const run = promisify(execFile);
 const MAIN = path.join('apps', 'narc', 'src', 'main.ts');
@@ -195,33 +201,8 @@ export interface SshResult {
   stderr: string;
 }
 
-function sshArguments(port: number, user: string, extra: readonly string[]): string[] {
-  return [
-    '-p',
-    String(port),
-    '-F',
-    '/dev/null',
-    '-o',
-    'StrictHostKeyChecking=no',
-    '-o',
-    'UserKnownHostsFile=/dev/null',
-    '-o',
-    'LogLevel=ERROR',
-    '-o',
-    'ConnectTimeout=10',
-    '-o',
-    'PubkeyAuthentication=no',
-    '-o',
-    'PreferredAuthentications=password',
-    '-o',
-    'NumberOfPasswordPrompts=1',
-    ...extra,
-    `${user}@127.0.0.1`,
-  ];
-}
-
 /** `sshpass -p TOKEN ssh -p PORT TASK@127.0.0.1 COMMAND` to its end. */
-export function runSsh(options: {
+export async function runSsh(options: {
   port: number;
   task: string;
   token: string;
@@ -229,36 +210,15 @@ export function runSsh(options: {
   stdin?: string;
   timeoutMs?: number;
 }): Promise<SshResult> {
-  const args = ['-p', options.token, 'ssh', ...sshArguments(options.port, options.task, [])];
-  args.push(options.command);
-  return new Promise((resolve, reject) => {
-    const child = spawn('sshpass', args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.on('error', () => {});
-    child.stdin.end(options.stdin ?? '');
+  const result = await runOpenSsh({
+    server: { port: options.port },
+    user: options.task,
+    password: options.token,
+    command: options.command,
+    ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
   });
-}
-
-/** An interactive `ssh -tt` in a pseudo-terminal, as a person would run it. */
-export interface InteractiveSsh {
-  /** Everything the terminal showed so far. */
-  readonly output: string;
-  write(data: string): void;
-  /** Resolve once the output after `since` (a length of `output`) matches. */
-  expect(pattern: RegExp, since?: number, timeoutMs?: number): Promise<RegExpExecArray>;
-  resize(cols: number, rows: number): void;
-  /** Resolves with the client's exit code. */
-  readonly exited: Promise<number>;
-  kill(): void;
+  return { code: result.code, stdout: result.stdout.toString(), stderr: result.stderr };
 }
 
 /** Start `sshpass … ssh -tt TASK@127.0.0.1` in a node-pty terminal of `cols`×`rows`. */
@@ -269,49 +229,11 @@ export function interactiveSsh(options: {
   cols?: number;
   rows?: number;
 }): InteractiveSsh {
-  const terminal = pty.spawn(
-    'sshpass',
-    ['-p', options.token, 'ssh', ...sshArguments(options.port, options.task, ['-tt'])],
-    {
-      cols: options.cols ?? 80,
-      rows: options.rows ?? 24,
-      name: 'xterm',
-      env: { ...process.env, TERM: 'xterm' },
-    },
-  );
-  let output = '';
-  const listeners = new Set<() => void>();
-  terminal.onData((data) => {
-    output += data;
-    for (const listener of listeners) listener();
+  return openInteractiveSsh({
+    server: { port: options.port },
+    user: options.task,
+    password: options.token,
+    ...(options.cols === undefined ? {} : { cols: options.cols }),
+    ...(options.rows === undefined ? {} : { rows: options.rows }),
   });
-  const exited = new Promise<number>((resolve) => {
-    terminal.onExit(({ exitCode }) => resolve(exitCode));
-  });
-  return {
-    get output() {
-      return output;
-    },
-    write: (data) => terminal.write(data),
-    resize: (cols, rows) => terminal.resize(cols, rows),
-    exited,
-    kill: () => terminal.kill('SIGKILL'),
-    expect(pattern, since = 0, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const check = (): void => {
-          const match = pattern.exec(output.slice(since));
-          if (!match) return;
-          listeners.delete(check);
-          clearTimeout(timer);
-          resolve(match);
-        };
-        const timer = setTimeout(() => {
-          listeners.delete(check);
-          reject(new Error(`no ${String(pattern)} in terminal output:\n${output.slice(since)}`));
-        }, timeoutMs);
-        listeners.add(check);
-        check();
-      });
-    },
-  };
 }

@@ -1,6 +1,5 @@
 /** Shared pieces of the SSH integration tests: a server on 127.0.0.1 and the OpenSSH client. */
 import { spawn } from 'node:child_process';
-import pty from '@lydell/node-pty';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -54,90 +53,8 @@ export async function startSshServer(
   };
 }
 
-/** What the ssh client did. */
-export interface SshResult {
-  /** 255 for an ssh-level failure (auth, connection), else the remote status. */
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: Buffer;
-  stderr: string;
-}
-
-/** Options for {@link runSsh}. */
-export interface RunSshOptions {
-  server: Pick<TestSshServer, 'port' | 'dir'>;
-  user?: string;
-  /** Log in with this password (through sshpass). */
-  password?: string;
-  /** Log in with this private key file. */
-  identity?: string;
-  /** Remote command; omitted: a shell. */
-  command?: string;
-  /** Extra ssh options before the destination. */
-  args?: readonly string[];
-  stdin?: Buffer | string;
-  timeoutMs?: number;
-}
-
-/** The ssh argv (without sshpass) for a test server. */
-export function sshArguments(options: RunSshOptions): string[] {
-  const { server } = options;
-  const auth =
-    options.identity === undefined
-      ? [
-          '-o',
-          'PubkeyAuthentication=no',
-          '-o',
-          'PreferredAuthentications=password,keyboard-interactive',
-        ]
-      : ['-i', options.identity, '-o', 'IdentitiesOnly=yes', '-o', 'PasswordAuthentication=no'];
-  return [
-    '-p',
-    String(server.port),
-    '-o',
-    'StrictHostKeyChecking=no',
-    '-o',
-    `UserKnownHostsFile=${path.join(server.dir, 'known_hosts')}`,
-    '-o',
-    'LogLevel=ERROR',
-    '-o',
-    'ConnectTimeout=10',
-    '-o',
-    'NumberOfPasswordPrompts=1',
-    '-F',
-    '/dev/null',
-    ...(options.password === undefined && options.identity === undefined
-      ? ['-o', 'BatchMode=yes']
-      : auth),
-    ...(options.args ?? []),
-    `${options.user ?? 'tester'}@127.0.0.1`,
-    ...(options.command === undefined ? [] : [options.command]),
-  ];
-}
-
-/** Run the OpenSSH client to completion. */
-export function runSsh(options: RunSshOptions): Promise<SshResult> {
-  const argv = sshArguments(options);
-  const [file, args] =
-    options.password === undefined
-      ? ['ssh', argv]
-      : ['sshpass', ['-p', options.password, 'ssh', ...argv]];
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    const stdout: Buffer[] = [];
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(stdout), stderr });
-    });
-    child.stdin.on('error', () => {});
-    child.stdin.end(options.stdin ?? '');
-  });
-}
+export { interactiveSsh, runSsh, sshArguments } from '../../../test-support/openssh.js';
+export type { InteractiveSsh, RunSshOptions, SshResult } from '../../../test-support/openssh.js';
 
 /** Run a program and return its stdout (rejects on a non-zero exit). */
 export function runProgram(file: string, args: readonly string[], input?: string): Promise<string> {
@@ -183,74 +100,4 @@ export function waitFor(
     supervisor.on('task-end', check);
     check();
   });
-}
-
-/** An interactive `ssh -tt` in a pseudo-terminal, as a person would run it. */
-export interface InteractiveSsh {
-  /** Everything the terminal showed so far. */
-  readonly output: string;
-  write(data: string): void;
-  /** Resolve once the output after `since` (a length of `output`) matches; returns the match. */
-  expect(pattern: RegExp, since?: number, timeoutMs?: number): Promise<RegExpExecArray>;
-  resize(cols: number, rows: number): void;
-  /** Resolves with the client's exit code once it exits. */
-  readonly exited: Promise<number>;
-  kill(signal?: string): void;
-}
-
-/** Start `ssh -tt` (through sshpass when a password is given) in a node-pty terminal of `cols`×`rows`. */
-export function interactiveSsh(
-  options: Omit<RunSshOptions, 'stdin' | 'timeoutMs'> & { cols?: number; rows?: number },
-): InteractiveSsh {
-  const argv = sshArguments({ ...options, args: ['-tt', ...(options.args ?? [])] });
-  const [file, args] =
-    options.password === undefined
-      ? ['ssh', argv]
-      : ['sshpass', ['-p', options.password, 'ssh', ...argv]];
-  const terminal = pty.spawn(file, args, {
-    cols: options.cols ?? 80,
-    rows: options.rows ?? 24,
-    name: 'xterm',
-    env: { ...process.env, TERM: 'xterm' },
-  });
-  let output = '';
-  const listeners = new Set<() => void>();
-  terminal.onData((data) => {
-    output += data;
-    // Answer cursor position queries as a terminal would (busybox's line editor waits for one).
-    if (data.includes('\x1b[6n')) terminal.write('\x1b[1;1R');
-    for (const listener of listeners) listener();
-  });
-  const exited = new Promise<number>((resolve) => {
-    terminal.onExit(({ exitCode }) => {
-      for (const listener of listeners) listener();
-      resolve(exitCode);
-    });
-  });
-  return {
-    get output() {
-      return output;
-    },
-    write: (data) => terminal.write(data),
-    resize: (cols, rows) => terminal.resize(cols, rows),
-    exited,
-    kill: (signal) => terminal.kill(signal),
-    expect(pattern, since = 0, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const check = (): void => {
-          const match = pattern.exec(output.slice(since));
-          if (!match) return;
-          listeners.delete(check);
-          clearTimeout(timer);
-          resolve(match);
-        };
-        const timer = setTimeout(() => {
-          listeners.delete(check);
-          reject(new Error(`no ${String(pattern)} in terminal output:\n${output.slice(since)}`));
-        }, timeoutMs);
-        listeners.add(check);
-        check();
-      });
-    },
-  };
 }
