@@ -248,7 +248,14 @@ export function createSpawner(options: SpawnerOptions): Spawner {
     });
   }
 
-  // Unregistrations of one burst (many tasks ending in the same tick) go out as one message.
+  // Registrations and unregistrations of one burst (many tasks starting or
+  // ending in the same tick) go out as one message each.
+  let registering: number[] = [];
+  function flushRegister(): void {
+    const ids = registering.filter((id) => registered.has(id));
+    registering = [];
+    if (!closed && ids.length > 0) send({ t: '+', ids });
+  }
   let unregistering: number[] = [];
   function flushUnregister(): void {
     const ids = unregistering;
@@ -303,7 +310,10 @@ export function createSpawner(options: SpawnerOptions): Spawner {
     register(id) {
       if (closed || id <= 1) return;
       registered.add(id);
-      send({ t: '+', ids: [id] });
+      // Started now (it reads the message when it is up); the message waits for the burst.
+      ensureStarted();
+      if (registering.length === 0) queueMicrotask(flushRegister);
+      registering.push(id);
     },
 
     unregister(id) {
@@ -315,6 +325,8 @@ export function createSpawner(options: SpawnerOptions): Spawner {
 
     async close() {
       if (closed) return connection?.exited;
+      // Registered just now: still watched, so killed by the closing spawner.
+      flushRegister();
       closed = true;
       const current = connection;
       if (current === undefined) return;

@@ -1,0 +1,152 @@
+// The native spawner (posix_spawn addon) against real processes: what a child
+// gets (session, signals, descriptors, PATH lookup) must match the Node spawner.
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { noopLogger } from '@overthere/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createNativeSpawner, nativeSpawnSupport } from '../src/native-spawn.js';
+import { createSpawner, SpawnError, type SpawnRequest, type Spawner } from '../src/spawner.js';
+import { waitForDeath } from './helpers.js';
+
+const support = nativeSpawnSupport();
+
+describe('native spawn', () => {
+  it('is built and loads (required in CI; elsewhere the Node spawner stands in)', () => {
+    if (!process.env.CI && !support.available) {
+      console.warn(`native spawn unavailable here: ${support.reason}`);
+      return;
+    }
+    expect(support).toEqual({ available: true });
+  });
+});
+
+describe.runIf(support.available)('native spawner', () => {
+  const env = Object.freeze({ PATH: process.env.PATH ?? '/usr/bin:/bin', GREETING: 'hi' });
+  let spawner: Spawner;
+  let dir: string;
+
+  beforeAll(async () => {
+    spawner = createNativeSpawner(createSpawner({ logger: noopLogger }))!;
+    dir = await mkdtemp(join(tmpdir(), 'overthere-native-'));
+  });
+  afterAll(async () => {
+    await spawner.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function request(file: string, args: string[], more: Partial<SpawnRequest> = {}): SpawnRequest {
+    return { file, args, cwd: '/', env, credentials: undefined, stdin: false, ...more };
+  }
+
+  async function collect(stream: NodeJS.ReadableStream): Promise<string> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString();
+  }
+
+  async function run(req: SpawnRequest, input?: string) {
+    const child = await spawner.spawn(req);
+    if (input !== undefined) child.stdin!.end(input);
+    const [stdout, stderr, exit] = await Promise.all([
+      collect(child.stdout),
+      collect(child.stderr),
+      child.exit,
+    ]);
+    return { pid: child.pid, stdout, stderr, exit };
+  }
+
+  it('hands back pipes of a child in its own session, stdin with EOF, and its exit', async () => {
+    const result = await run(
+      request('sh', ['-c', 'echo "$GREETING $(cat)"; ps -o sid= -p $$; echo oops >&2; exit 3'], {
+        stdin: true,
+      }),
+      'there',
+    );
+    const [greeting, sid] = result.stdout.trim().split('\n');
+    expect(greeting).toBe('hi there');
+    expect(Number(sid)).toBe(result.pid);
+    expect(result.stderr).toBe('oops\n');
+    expect(result.exit).toEqual({ code: 3, signal: null });
+  });
+
+  it('gives /dev/null as stdin when none is asked', async () => {
+    const result = await run(request('sh', ['-c', 'readlink /proc/self/fd/0; cat']));
+    expect(result.stdout).toBe('/dev/null\n');
+  });
+
+  it('starts the child with default signal dispositions, nothing blocked, only fds 0-2', async () => {
+    // Node ignores SIGPIPE; a child must not inherit that (`yes | head` relies on it).
+    const signals = await run(request('grep', ['-E', '^Sig(Blk|Ign)', '/proc/self/status']));
+    const [blocked, ignored] = [...signals.stdout.matchAll(/^Sig\w+:\s+([0-9a-f]+)$/gm)].map(
+      (match) => BigInt(`0x${match[1]}`),
+    );
+    expect(blocked).toBe(0n);
+    // Except glibc's two internal signals (32, 33): its posix_spawn leaves them
+    // ignored, and every glibc program sets them up for itself.
+    expect(ignored! & ~0x180000000n).toBe(0n);
+    const fds = await run(request('sh', ['-c', 'ls /proc/$$/fd']));
+    expect(fds.stdout.trim().split('\n').map(Number).sort()).toEqual([0, 1, 2]);
+    // With SIGPIPE ignored, `yes` would complain of a broken pipe instead of dying quietly.
+    const piped = await run(request('sh', ['-c', 'yes | head -c 2']));
+    expect(piped).toMatchObject({ stdout: 'y\n', stderr: '' });
+  });
+
+  it('reports a death by signal', async () => {
+    const result = await run(request('sh', ['-c', 'kill -TERM $$']));
+    expect(result.exit).toEqual({ code: null, signal: 'SIGTERM' });
+  });
+
+  it("finds programs in the task's PATH (not the agent's), and relative ones against cwd", async () => {
+    const tool = join(dir, 'only-here');
+    await writeFile(tool, '#!/bin/sh\necho "found $1"\n', { mode: 0o755 });
+    const viaPath = await run(
+      request('only-here', ['one'], { env: { PATH: `/nonexistent:${dir}`, X: '1' } }),
+    );
+    expect(viaPath.stdout).toBe('found one\n');
+    const relative = await run(request('./only-here', ['two'], { cwd: dir }));
+    expect(relative.stdout).toBe('found two\n');
+  });
+
+  it('runs an executable without #! under /bin/sh, like execvp', async () => {
+    const script = join(dir, 'no-shebang');
+    await writeFile(script, 'echo "plain $0"\n', { mode: 0o755 });
+    const result = await run(request(script, []));
+    expect(result.stdout).toBe(`plain ${script}\n`);
+  });
+
+  it("rejects with Node's wording and the OS error when the program cannot start", async () => {
+    const missing = spawner.spawn(request('no-such-program-here', []));
+    await expect(missing).rejects.toBeInstanceOf(SpawnError);
+    await expect(missing).rejects.toMatchObject({
+      code: 'ENOENT',
+      message: 'spawn no-such-program-here ENOENT',
+    });
+    const plain = join(dir, 'not-executable');
+    await writeFile(plain, 'data');
+    await chmod(plain, 0o644);
+    await expect(
+      spawner.spawn(request('not-executable', [], { env: { PATH: dir } })),
+    ).rejects.toMatchObject({ code: 'EACCES' });
+    await expect(spawner.spawn(request('/bin/true', [], { cwd: '/nonexistent' }))).rejects.toMatchObject(
+      { code: 'ENOENT' },
+    );
+  });
+
+  it('sees every exit of many children at once', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => run(request('sh', ['-c', `exit ${i % 7}`]))),
+    );
+    expect(results.map((result) => result.exit.code)).toEqual(
+      Array.from({ length: 200 }, (_, i) => i % 7),
+    );
+  });
+
+  it('registers its children with the watchdog: closing it kills them', async () => {
+    const own = createNativeSpawner(createSpawner({ logger: noopLogger }))!;
+    const child = await own.spawn(request('sh', ['-c', 'sleep 1000 & sleep 1000']));
+    await own.close();
+    expect(await waitForDeath([child.pid])).toEqual([]);
+    expect(await child.exit).toEqual({ code: null, signal: 'SIGKILL' });
+  });
+});
