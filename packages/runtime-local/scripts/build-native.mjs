@@ -49,7 +49,19 @@ function build() {
   try {
     execFileSync(
       compiler,
-      ['-O2', '-fPIC', '-shared', '-Wall', '-Wextra', '-I', headers, source, '-o', temp, '-pthread'],
+      [
+        '-O2',
+        '-fPIC',
+        '-shared',
+        '-Wall',
+        '-Wextra',
+        '-I',
+        headers,
+        source,
+        '-o',
+        temp,
+        '-pthread',
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     renameSync(temp, output);

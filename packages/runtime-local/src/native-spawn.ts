@@ -24,18 +24,26 @@ import { SpawnError, type SpawnRequest, type SpawnedChild, type Spawner } from '
 
 /** The addon's functions (see native/spawn.c). */
 interface Binding {
-  init(onExit: (pid: number, code: number, signal: number) => void): boolean;
+  init(
+    onEvent: (kind: number, a: number, b: number, c: number, d: number, e: number) => void,
+  ): boolean;
   spawn(
+    id: number,
     file: string,
     argv: readonly string[],
     env: readonly string[],
     cwd: string,
     withStdin: boolean,
     path: string,
-  ): [pid: number, stdin: number, stdout: number, stderr: number] | number;
+  ): void;
   ref(): void;
   unref(): void;
 }
+
+/** The first argument of the addon's events. */
+const SPAWNED = 0;
+const FAILED = 1;
+const EXITED = 2;
 
 const ADDON = new URL('../native/build/overthere_spawn.node', import.meta.url);
 
@@ -48,19 +56,71 @@ const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
 
 /** The addon, once loaded: one per process, shared by every runtime in it. */
 let loaded: { binding: Binding } | { reason: string } | undefined;
+let nextSpawnId = 1;
+/** Spawns queued in the addon: id → what settles them. */
+const spawning = new Map<
+  number,
+  {
+    request: SpawnRequest;
+    resolve: (child: SpawnedChild) => void;
+    reject: (error: Error) => void;
+    watchdog: Spawner;
+  }
+>();
 /** Running native children: pid → what settles their exit. */
 const running = new Map<number, (exit: MainExit) => void>();
 
-function onExit(pid: number, code: number, signal: number): void {
-  const settle = running.get(pid);
-  if (settle === undefined) return;
-  running.delete(pid);
-  if (running.size === 0 && loaded !== undefined && 'binding' in loaded) loaded.binding.unref();
-  settle(
-    signal !== 0
-      ? { code: null, signal: SIGNAL_NAMES.get(signal) ?? null }
-      : { code, signal: null },
-  );
+function binding(): Binding {
+  return (loaded as { binding: Binding }).binding;
+}
+
+/** Pending spawns and running children keep the event loop alive, as Node's own children do. */
+function updateRef(before: number): void {
+  const after = spawning.size + running.size;
+  if (before === 0 && after > 0) binding().ref();
+  else if (before > 0 && after === 0) binding().unref();
+}
+
+function onEvent(kind: number, a: number, b: number, c: number, d: number, e: number): void {
+  const before = spawning.size + running.size;
+  if (kind === EXITED) {
+    const settle = running.get(a);
+    running.delete(a);
+    settle?.(
+      c !== 0 ? { code: null, signal: SIGNAL_NAMES.get(c) ?? null } : { code: b, signal: null },
+    );
+  } else {
+    const pending = spawning.get(a);
+    spawning.delete(a);
+    if (pending !== undefined) {
+      if (kind === SPAWNED) settleSpawned(pending, b, c, d, e);
+      else if (kind === FAILED) {
+        const code = getSystemErrorName(-b);
+        // Node's own wording, as child_process.spawn reports it.
+        pending.reject(new SpawnError(`spawn ${pending.request.file} ${code}`, code));
+      }
+    }
+  }
+  updateRef(before);
+}
+
+function settleSpawned(
+  pending: { request: SpawnRequest; resolve: (child: SpawnedChild) => void; watchdog: Spawner },
+  pid: number,
+  stdinFd: number,
+  stdoutFd: number,
+  stderrFd: number,
+): void {
+  const exit = new Promise<MainExit>((resolve) => running.set(pid, resolve));
+  // Its own session (pgid = pid): the watchdog kills the group if the agent dies.
+  pending.watchdog.register(pid);
+  pending.resolve({
+    pid,
+    stdout: new Socket({ fd: stdoutFd, readable: true, writable: false }),
+    stderr: new Socket({ fd: stderrFd, readable: true, writable: false }),
+    stdin: stdinFd < 0 ? undefined : new Socket({ fd: stdinFd, readable: false, writable: true }),
+    exit,
+  });
 }
 
 function load(): { binding: Binding } | { reason: string } {
@@ -68,7 +128,7 @@ function load(): { binding: Binding } | { reason: string } {
   if (process.platform !== 'linux') return (loaded = { reason: 'not Linux' });
   try {
     const binding = createRequire(import.meta.url)(fileURLToPath(ADDON)) as Binding;
-    loaded = binding.init(onExit)
+    loaded = binding.init(onEvent)
       ? { binding }
       : { reason: 'this kernel has no pidfd_open (Linux < 5.3)' };
   } catch (error) {
@@ -105,47 +165,28 @@ function envArray(env: Readonly<Record<string, string>>): string[] {
 export function createNativeSpawner(fallback: Spawner): Spawner | undefined {
   const state = load();
   if (!('binding' in state)) return undefined;
-  const { binding } = state;
   let closed = false;
-
-  function spawnNatively(request: SpawnRequest): SpawnedChild {
-    const result = binding.spawn(
-      request.file,
-      [request.file, ...request.args],
-      envArray(request.env),
-      request.cwd,
-      request.stdin,
-      request.env.PATH ?? DEFAULT_PATH,
-    );
-    if (typeof result === 'number') {
-      const code = getSystemErrorName(-result);
-      // Node's own wording, as child_process.spawn reports it.
-      throw new SpawnError(`spawn ${request.file} ${code}`, code);
-    }
-    const [pid, stdinFd, stdoutFd, stderrFd] = result;
-    if (running.size === 0) binding.ref();
-    const exit = new Promise<MainExit>((resolve) => running.set(pid, resolve));
-    // Its own session (pgid = pid): the watchdog kills the group if the agent dies.
-    fallback.register(pid);
-    return {
-      pid,
-      stdout: new Socket({ fd: stdoutFd, readable: true, writable: false }),
-      stderr: new Socket({ fd: stderrFd, readable: true, writable: false }),
-      stdin: stdinFd < 0 ? undefined : new Socket({ fd: stdinFd, readable: false, writable: true }),
-      exit,
-    };
-  }
 
   return {
     spawn(request) {
       if (closed) return Promise.reject(new SpawnError('the spawner is closed', undefined));
       // posix_spawn cannot switch user: the Node spawner does it.
       if (request.credentials !== undefined) return fallback.spawn(request);
-      try {
-        return Promise.resolve(spawnNatively(request));
-      } catch (error) {
-        return Promise.reject(error as Error);
-      }
+      const id = nextSpawnId++;
+      return new Promise((resolve, reject) => {
+        const before = spawning.size + running.size;
+        state.binding.spawn(
+          id,
+          request.file,
+          [request.file, ...request.args],
+          envArray(request.env),
+          request.cwd,
+          request.stdin,
+          request.env.PATH ?? DEFAULT_PATH,
+        );
+        spawning.set(id, { request, resolve, reject, watchdog: fallback });
+        updateRef(before);
+      });
     },
     register: (id) => fallback.register(id),
     unregister: (id) => fallback.unregister(id),

@@ -128,9 +128,9 @@ describe.runIf(support.available)('native spawner', () => {
     await expect(
       spawner.spawn(request('not-executable', [], { env: { PATH: dir } })),
     ).rejects.toMatchObject({ code: 'EACCES' });
-    await expect(spawner.spawn(request('/bin/true', [], { cwd: '/nonexistent' }))).rejects.toMatchObject(
-      { code: 'ENOENT' },
-    );
+    await expect(
+      spawner.spawn(request('/bin/true', [], { cwd: '/nonexistent' })),
+    ).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('sees every exit of many children at once', async () => {

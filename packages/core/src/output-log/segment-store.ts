@@ -5,31 +5,15 @@
  * files recycled for new segments).
  *
  * Writes use synchronous file calls while those are quick, and the thread pool
- * otherwise. Handing each batch to the thread pool costs more CPU than copying
- * it into the page cache: on a two-core machine that cut the rate of a task
- * streaming to a log to about two thirds of a bare pipe, against nine tenths
- * with synchronous writes. A write that takes longer than {@link SLOW_WRITE_MS}
- * (a busy or remote disk) switches the store to the thread pool for a while, so
- * a slow disk cannot keep stalling the event loop.
+ * otherwise (see file-calls.ts). Handing each batch to the thread pool costs
+ * more CPU than copying it into the page cache: on a two-core machine that cut
+ * the rate of a task streaming to a log to about two thirds of a bare pipe,
+ * against nine tenths with synchronous writes.
  */
 
-import {
-  close,
-  closeSync,
-  fdatasync,
-  ftruncate,
-  ftruncateSync,
-  open,
-  openSync,
-  rename,
-  renameSync,
-  rm,
-  rmSync,
-  writev,
-  writevSync,
-} from 'node:fs';
 import { open as openHandle, rm as rmFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { datasync, FileCallMode, THREAD_POOL_CALLS, type FileCalls } from '../file-calls.js';
 import type { OutputFrame } from '../output-log.js';
 import { recoverSegments } from './recovery.js';
 import {
@@ -57,67 +41,11 @@ export interface SegmentStoreSettings {
 /** Gives the frame with a seq that is queued for writing. */
 export type FrameSource = (seq: number) => OutputFrame;
 
-/** A synchronous write slower than this moves writing to the thread pool. */
-export const SLOW_WRITE_MS = 10;
-const FIRST_COOLDOWN_MS = 5_000;
-const MAX_COOLDOWN_MS = 5 * 60_000;
 /** Limits of one write: keeps each writev under IOV_MAX and each batch short. */
 const MAX_BATCH_FRAMES = 500;
 const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 /** Smaller frames are copied into the batch buffer; larger ones get their own iovec. */
 const COPY_BELOW_BYTES = 4096;
-
-/** File calls in one flavour: synchronous, or on the thread pool. */
-interface FileOperations {
-  open(path: string, flags: 'w' | 'r+'): number | Promise<number>;
-  writev(fd: number, buffers: Buffer[], position: number): number | Promise<number>;
-  truncate(fd: number, length: number): void | Promise<void>;
-  rename(from: string, to: string): void | Promise<void>;
-  close(fd: number): void | Promise<void>;
-  unlink(path: string): void | Promise<void>;
-}
-
-/** Synchronous file calls that add the time they block to `blocked`. */
-function synchronousOperations(blocked: (milliseconds: number) => void): FileOperations {
-  const timed =
-    <A extends unknown[], R>(call: (...parameters: A) => R) =>
-    (...parameters: A): R => {
-      const started = performance.now();
-      try {
-        return call(...parameters);
-      } finally {
-        blocked(performance.now() - started);
-      }
-    };
-  return {
-    open: timed((path: string, flags: 'w' | 'r+') => openSync(path, flags)),
-    writev: timed((fd: number, buffers: Buffer[], position: number) =>
-      writevSync(fd, buffers, position),
-    ),
-    truncate: timed((fd: number, length: number) => ftruncateSync(fd, length)),
-    rename: timed((from: string, to: string) => renameSync(from, to)),
-    close: timed((fd: number) => closeSync(fd)),
-    unlink: timed((path: string) => rmSync(path, { force: true })),
-  };
-}
-
-const THREAD_POOL_OPERATIONS: FileOperations = {
-  open: (path, flags) => callback<number>((done) => open(path, flags, done)),
-  writev: (fd, buffers, position) =>
-    callback<number>((done) => writev(fd, buffers, position, done)),
-  truncate: (fd, length) => callback<void>((done) => ftruncate(fd, length, done)),
-  rename: (from, to) => callback<void>((done) => rename(from, to, done)),
-  close: (fd) => callback<void>((done) => close(fd, done)),
-  unlink: (path) => callback<void>((done) => rm(path, { force: true }, done)),
-};
-
-function callback<T>(
-  start: (done: (error: NodeJS.ErrnoException | null, value?: T) => void) => void,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    start((error, value) => (error === null ? resolve(value as T) : reject(error)));
-  });
-}
 
 /** The segment files of one log. */
 export class SegmentStore {
@@ -134,13 +62,7 @@ export class SegmentStore {
   private fd: number | undefined;
   private readonly unsynced = new Set<Segment>();
   private dirUnsynced = false;
-  private threadPoolUntil = 0;
-  private cooldownMs = FIRST_COOLDOWN_MS;
-  /** Time the event loop spent blocked in synchronous file calls. */
-  private blockedMs = 0;
-  private readonly synchronous = synchronousOperations((milliseconds) => {
-    this.blockedMs += milliseconds;
-  });
+  private readonly callMode: FileCallMode;
 
   private constructor(
     dir: string,
@@ -151,6 +73,7 @@ export class SegmentStore {
   ) {
     this.dir = dir;
     this.settings = settings;
+    this.callMode = new FileCallMode(settings.writeMode === 'adaptive');
     this.segments = segments;
     this.diskBytes = segments.reduce((total, segment) => total + segment.fileBytes, 0);
     this.writtenSeq = nextSeq;
@@ -175,7 +98,7 @@ export class SegmentStore {
       recovered.nextSeq,
       recovered.bytes,
     );
-    await store.enforceCap(THREAD_POOL_OPERATIONS);
+    await store.enforceCap(THREAD_POOL_CALLS);
     return store;
   }
 
@@ -184,11 +107,19 @@ export class SegmentStore {
    * batch and never past the end of a segment. Returns the data bytes written.
    */
   async write(frameAt: FrameSource, endSeq: number): Promise<number> {
-    const synchronous =
-      this.settings.writeMode === 'adaptive' && performance.now() >= this.threadPoolUntil;
-    const operations = synchronous ? this.synchronous : THREAD_POOL_OPERATIONS;
-    const blockedBefore = this.blockedMs;
+    const { calls: operations, end } = this.callMode.begin();
+    try {
+      return await this.writeBatch(operations, frameAt, endSeq);
+    } finally {
+      end();
+    }
+  }
 
+  private async writeBatch(
+    operations: FileCalls,
+    frameAt: FrameSource,
+    endSeq: number,
+  ): Promise<number> {
     const segment = await this.prepareSegment(operations);
     const fd = this.fd;
     if (fd === undefined) throw new Error('output log segment is not open');
@@ -212,15 +143,6 @@ export class SegmentStore {
     this.writtenOffsets[0] = batch.offsets[0];
     this.writtenOffsets[1] = batch.offsets[1];
     await this.enforceCap(operations);
-
-    if (synchronous) {
-      if (this.blockedMs - blockedBefore > SLOW_WRITE_MS) {
-        this.threadPoolUntil = performance.now() + this.cooldownMs;
-        this.cooldownMs = Math.min(this.cooldownMs * 2, MAX_COOLDOWN_MS);
-      } else {
-        this.cooldownMs = FIRST_COOLDOWN_MS;
-      }
-    }
     return batch.dataBytes;
   }
 
@@ -229,8 +151,8 @@ export class SegmentStore {
     const current = this.segments.at(-1);
     const fd = this.fd;
     if (fd !== undefined && current !== undefined) {
-      await this.truncateStale(THREAD_POOL_OPERATIONS, current, fd);
-      await callback<void>((done) => fdatasync(fd, done));
+      await this.truncateStale(THREAD_POOL_CALLS, current, fd);
+      await datasync(fd);
     }
     for (const segment of [...this.unsynced]) {
       this.unsynced.delete(segment);
@@ -246,7 +168,7 @@ export class SegmentStore {
   async close(): Promise<void> {
     const fd = this.fd;
     this.fd = undefined;
-    if (fd !== undefined) await THREAD_POOL_OPERATIONS.close(fd);
+    if (fd !== undefined) await THREAD_POOL_CALLS.close(fd);
   }
 
   /** Close and delete every segment file, and the dir when nothing else is in it. */
@@ -284,7 +206,7 @@ export class SegmentStore {
   }
 
   // Rotate once the segment is full; an empty one (recovered) is reused, so names stay unique.
-  private async prepareSegment(operations: FileOperations): Promise<Segment> {
+  private async prepareSegment(operations: FileCalls): Promise<Segment> {
     let segment = this.segments.at(-1);
     if (
       segment === undefined ||
@@ -308,7 +230,7 @@ export class SegmentStore {
    * segment anyway, its file is renamed and overwritten instead: rewriting cached
    * pages costs the kernel about half as much as freeing them and allocating new ones.
    */
-  private async startSegment(operations: FileOperations): Promise<Segment> {
+  private async startSegment(operations: FileCalls): Promise<Segment> {
     const path = join(this.dir, segmentFileName(this.writtenSeq));
     const oldest = this.segments[0];
     let fileBytes = 0;
@@ -343,11 +265,7 @@ export class SegmentStore {
   }
 
   // A recycled file may still hold stale bytes past the new frames.
-  private async truncateStale(
-    operations: FileOperations,
-    segment: Segment,
-    fd: number,
-  ): Promise<void> {
+  private async truncateStale(operations: FileCalls, segment: Segment, fd: number): Promise<void> {
     if (segment.fileBytes <= segment.size) return;
     await operations.truncate(fd, segment.size);
     this.diskBytes -= segment.fileBytes - segment.size;
@@ -355,7 +273,7 @@ export class SegmentStore {
   }
 
   /** Delete the oldest segments while the cap is exceeded (never the one being written). */
-  private async enforceCap(operations: FileOperations): Promise<void> {
+  private async enforceCap(operations: FileCalls): Promise<void> {
     while (this.diskBytes > this.settings.maxDiskBytes && this.segments.length > 1) {
       const oldest = this.segments.shift();
       if (oldest === undefined) break;
@@ -435,7 +353,7 @@ function encodeBatch(
 
 /** Write all of `buffers` at `position`, carrying on after a short write. */
 async function writeAll(
-  operations: FileOperations,
+  operations: FileCalls,
   fd: number,
   buffers: Buffer[],
   position: number,

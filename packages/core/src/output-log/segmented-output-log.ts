@@ -6,7 +6,6 @@
  * disk until retention drops it.
  */
 
-import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { OverthereError } from '../errors.js';
 import type {
@@ -20,6 +19,7 @@ import type {
 import { STREAMS, streamIndex, type StreamIndex } from './segment-format.js';
 import { SegmentReader, type Segment, type SegmentReadResult } from './segment-reader.js';
 import { SegmentStore, type WriteMode } from './segment-store.js';
+import { FileCallMode } from '../file-calls.js';
 
 const MIB = 1024 * 1024;
 const DEFAULT_MEMORY_BYTES = MIB;
@@ -51,6 +51,9 @@ export interface InternalOutputLogOptions {
 }
 
 /** Validate the options and open the log (recovering `dir` when given). */
+/** Making log directories: synchronous while quick (see file-calls.ts). */
+const directoryCalls = new FileCallMode();
+
 export async function openOutputLog(
   options: OutputLogOptions,
   internal: InternalOutputLogOptions = {},
@@ -69,7 +72,13 @@ export async function openOutputLog(
   if (options.dir === undefined) return new SegmentedOutputLog(settings, undefined);
   const dir = resolve(options.dir);
   // mkdir names the first directory it made: then `dir` is new, with nothing to recover.
-  const created = await mkdir(dir, { recursive: true });
+  const { calls, end } = directoryCalls.begin();
+  let created: string | undefined;
+  try {
+    created = await calls.mkdir(dir);
+  } finally {
+    end();
+  }
   const store = await SegmentStore.open(
     dir,
     {

@@ -1,0 +1,138 @@
+/**
+ * File calls made synchronously while they are quick, on the thread pool for
+ * a while after one was slow.
+ *
+ * Why: every call handed to libuv's thread pool wakes a pool thread and then
+ * the event loop, and on a small or virtualised machine those wake-ups cost
+ * far more than the call: an open, write or rename that the page cache
+ * answers in microseconds took about a tenth of a millisecond of the event
+ * loop's time through the pool. Calls that wait for the disk (fsync) always go
+ * to the pool. A synchronous batch that blocks longer than
+ * {@link SLOW_FILE_CALLS_MS} (a busy or remote disk) switches its user to the
+ * thread pool for a cooldown, doubled each time it happens again, so a slow
+ * disk cannot keep stalling the event loop.
+ */
+import {
+  close,
+  closeSync,
+  fdatasync,
+  ftruncate,
+  ftruncateSync,
+  mkdir,
+  mkdirSync,
+  open,
+  openSync,
+  rename,
+  renameSync,
+  rm,
+  rmSync,
+  writev,
+  writevSync,
+} from 'node:fs';
+
+/** Synchronous calls slower than this (in one batch) move their user to the thread pool. */
+export const SLOW_FILE_CALLS_MS = 10;
+const FIRST_COOLDOWN_MS = 5_000;
+const MAX_COOLDOWN_MS = 5 * 60_000;
+
+/** File calls in one flavour: synchronous, or on the thread pool. */
+export interface FileCalls {
+  open(path: string, flags: 'w' | 'r+', mode?: number): number | Promise<number>;
+  writev(fd: number, buffers: Buffer[], position: number): number | Promise<number>;
+  truncate(fd: number, length: number): void | Promise<void>;
+  rename(from: string, to: string): void | Promise<void>;
+  close(fd: number): void | Promise<void>;
+  unlink(path: string): void | Promise<void>;
+  /** mkdir -p; resolves to the first directory it made, if any. */
+  mkdir(path: string, mode?: number): string | undefined | Promise<string | undefined>;
+}
+
+/** Synchronous file calls that add the time they block to `blocked`. */
+function synchronousCalls(blocked: (milliseconds: number) => void): FileCalls {
+  const timed =
+    <A extends unknown[], R>(call: (...parameters: A) => R) =>
+    (...parameters: A): R => {
+      const started = performance.now();
+      try {
+        return call(...parameters);
+      } finally {
+        blocked(performance.now() - started);
+      }
+    };
+  return {
+    open: timed((path: string, flags: 'w' | 'r+', mode?: number) => openSync(path, flags, mode)),
+    writev: timed((fd: number, buffers: Buffer[], position: number) =>
+      writevSync(fd, buffers, position),
+    ),
+    truncate: timed((fd: number, length: number) => ftruncateSync(fd, length)),
+    rename: timed((from: string, to: string) => renameSync(from, to)),
+    close: timed((fd: number) => closeSync(fd)),
+    unlink: timed((path: string) => rmSync(path, { force: true })),
+    mkdir: timed((path: string, mode?: number) => mkdirSync(path, { recursive: true, mode })),
+  };
+}
+
+/** The same calls on libuv's thread pool. */
+export const THREAD_POOL_CALLS: FileCalls = {
+  open: (path, flags, mode) => callback<number>((done) => open(path, flags, mode, done)),
+  writev: (fd, buffers, position) =>
+    callback<number>((done) => writev(fd, buffers, position, done)),
+  truncate: (fd, length) => callback<void>((done) => ftruncate(fd, length, done)),
+  rename: (from, to) => callback<void>((done) => rename(from, to, done)),
+  close: (fd) => callback<void>((done) => close(fd, done)),
+  unlink: (path) => callback<void>((done) => rm(path, { force: true }, done)),
+  mkdir: (path, mode) =>
+    callback<string | undefined>((done) => mkdir(path, { recursive: true, mode }, done)),
+};
+
+/** fdatasync on the thread pool (it waits for the disk). */
+export function datasync(fd: number): Promise<void> {
+  return callback<void>((done) => fdatasync(fd, done));
+}
+
+function callback<T>(
+  start: (done: (error: NodeJS.ErrnoException | null, value?: T) => void) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    start((error, value) => (error === null ? resolve(value as T) : reject(error)));
+  });
+}
+
+/**
+ * Picks the flavour for each batch of calls of one user (an output log, a
+ * task store): synchronous while they are quick, unless `adaptive` is false.
+ */
+export class FileCallMode {
+  private threadPoolUntil = 0;
+  private cooldownMs = FIRST_COOLDOWN_MS;
+  private blockedMs = 0;
+  private readonly synchronous = synchronousCalls((milliseconds) => {
+    this.blockedMs += milliseconds;
+  });
+
+  constructor(private readonly adaptive = true) {}
+
+  /** The calls for the next batch; call `end()` when the batch is done. */
+  begin(): { calls: FileCalls; end: () => void } {
+    if (!this.adaptive || performance.now() < this.threadPoolUntil) {
+      return { calls: THREAD_POOL_CALLS, end: () => undefined };
+    }
+    const blockedBefore = this.blockedMs;
+    return {
+      calls: this.synchronous,
+      end: () => {
+        if (this.blockedMs - blockedBefore > SLOW_FILE_CALLS_MS) {
+          this.threadPoolUntil = performance.now() + this.cooldownMs;
+          this.cooldownMs = Math.min(this.cooldownMs * 2, MAX_COOLDOWN_MS);
+        } else {
+          this.cooldownMs = FIRST_COOLDOWN_MS;
+        }
+      },
+    };
+  }
+
+  /** Whether the next batch would be synchronous (tests). */
+  get synchronousNow(): boolean {
+    return this.adaptive && performance.now() >= this.threadPoolUntil;
+  }
+}
