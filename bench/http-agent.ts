@@ -32,10 +32,8 @@ async function startAgent(dataDir: string): Promise<Agent> {
     process.execPath,
     [
       ...entry,
+      // The default output cap (64 MiB): the follower holds the task back rather than lose bytes.
       ...['--port', '0', '--data-dir', dataDir, '--log-level', 'warn', '--ttl', '60s'],
-      // All of the 1 GiB stays retained on disk, so a follower that falls behind
-      // still gets every byte (raw output has no gap markers to tell it).
-      ...['--output-max', '1200M'],
     ],
     {
       cwd: REPO_ROOT,

@@ -13,6 +13,7 @@ import {
   hasCode,
   outcome,
   procAlive,
+  procAliveAfter,
   procStat,
   rejection,
   within,
@@ -429,7 +430,10 @@ export function describeRuntime(options: DescribeRuntimeOptions): void {
           const result = await outcome(child, captured, WAIT_MS);
           expect(result.exit).toEqual(signalledBy('SIGTERM'));
           if (useProc) {
-            expect(procAlive(memberPid), `group member ${memberPid} is still running`).toBe(false);
+            expect(
+              await procAliveAfter(memberPid, 1_000),
+              `group member ${memberPid} is still running`,
+            ).toBe(false);
           }
         },
         TEST_MS,

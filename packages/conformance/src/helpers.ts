@@ -157,6 +157,20 @@ export function procAlive(pid: number): boolean {
   return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X';
 }
 
+/**
+ * Whether `pid` is still alive `ms` after being killed. A dying process closes
+ * its descriptors (so a pipe reader sees the end) a moment before /proc shows
+ * it dead; on a loaded machine that moment can last milliseconds.
+ */
+export async function procAliveAfter(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (procAlive(pid)) {
+    if (Date.now() >= deadline) return true;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return false;
+}
+
 /** What both suites derive from their options: fixtures, time bounds, and a spec builder. */
 export interface SuiteSettings {
   fixtures: RuntimeFixtures;

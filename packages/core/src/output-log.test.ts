@@ -299,10 +299,16 @@ describe.each(['adaptive', 'thread-pool'] as const)('OutputLog (%s writes)', (mo
     expect((await segmentFiles(dir)).length).toBeGreaterThan(50);
   });
 
-  it('deletes the oldest segments past maxDiskBytes; a lagging reader gets one gap marker', async () => {
+  it('deletes the oldest segments past maxDiskBytes; a stalled follower, let go, gets one gap marker', async () => {
     for (const readFirst of [1, 3]) {
       const dir = await temporaryDir();
-      const log = await open({ dir, segmentBytes: 1024, maxDiskBytes: 4096, memoryBytes: 1024 });
+      const log = await open({
+        dir,
+        segmentBytes: 1024,
+        maxDiskBytes: 4096,
+        memoryBytes: 1024,
+        followerStallMs: 50,
+      });
       for (let index = 0; index < 10; index += 1)
         await write(log, 'stdout', Buffer.alloc(100, index));
       await log.end();
@@ -333,6 +339,66 @@ describe.each(['adaptive', 'thread-pool'] as const)('OutputLog (%s writes)', (mo
       ]);
       for (const frame of frames(seen)) expect(frame.data).toEqual(Buffer.alloc(100, frame.seq));
     }
+  });
+
+  it('holds the producer back while a follower lags, so it misses nothing past retention', async () => {
+    for (const options of [{ dir: await temporaryDir() }, {}]) {
+      const log = await open({
+        ...options,
+        segmentBytes: 1024,
+        maxDiskBytes: 2048,
+        memoryBytes: 512,
+      });
+      const follower = collect(log, { follow: true });
+      await nextTurn();
+      let held = 0;
+      for (let index = 0; index < 300; index += 1) {
+        const wait = log.append('stdout', Buffer.alloc(100, index));
+        if (wait !== undefined) {
+          held += 1;
+          await wait;
+        }
+      }
+      await log.end();
+      const events = await follower;
+      expect(gaps(events)).toEqual([]);
+      expect(frames(events).map((frame) => frame.seq)).toEqual(
+        Array.from({ length: 300 }, (_, seq) => seq),
+      );
+      expect(held).toBeGreaterThan(0);
+      // Retention still applies to everyone else.
+      if (options.dir !== undefined)
+        expect(await diskBytes(options.dir)).toBeLessThanOrEqual(2048 + 1024);
+      expect(log.firstSeq).toBeGreaterThan(0);
+    }
+  });
+
+  it('lets a follower that reads nothing go after followerStallMs, and holds again once it caught up', async () => {
+    const log = await open({ memoryBytes: 0, followerStallMs: 100 });
+    const follower = log.read({ follow: true });
+    const first = follower.next();
+    await nextTurn();
+    // It takes one frame and reads nothing more: the producer waits for it, then goes on.
+    const started = performance.now();
+    for (let index = 0; index < 20; index += 1) await write(log, 'stdout', Buffer.alloc(1024));
+    expect(performance.now() - started).toBeGreaterThanOrEqual(90);
+    expect(await first).toMatchObject({ value: { seq: 0 } });
+    // Let go, it lost what memory could not keep (one gap), then reads on to the head ...
+    const rest: OutputEvent[] = [];
+    while (frames(rest).at(-1)?.seq !== 19) {
+      const step = await follower.next();
+      if (step.done) break;
+      rest.push(step.value);
+    }
+    expect(gaps(rest)).toHaveLength(1);
+    // ... and, caught up again, holds the producer once more.
+    const next = follower.next(); // waits at the head
+    await nextTurn();
+    const wait = log.append('stdout', Buffer.from('z'));
+    expect(wait).toBeInstanceOf(Promise);
+    expect(await next).toMatchObject({ value: { seq: 20 } });
+    await log.end();
+    await wait;
   });
 
   it('gives a gap marker when a memory-only log evicted the cursor', async () => {

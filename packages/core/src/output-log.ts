@@ -69,6 +69,12 @@ export interface OutputLogOptions {
   segmentBytes?: number;
   /** Bytes waiting to be written to disk before `append` asks the writer to wait. Default 1 MiB. */
   highWaterMarkBytes?: number;
+  /**
+   * How long a follower that reads nothing may hold the producer back (see
+   * `append`) before the producer goes on without it; that follower then falls
+   * behind, to a gap once retention runs out, until it catches up. Default 10 000.
+   */
+  followerStallMs?: number;
 }
 
 /** A task's output. One writer (the supervisor), any number of readers. */
@@ -84,8 +90,13 @@ export interface OutputLog {
   /** Total bytes ever written to `stream` (= the offset its next byte will get). */
   bytes(stream: OutputStream): number;
   /**
-   * Add a frame. Returns a promise when the disk writer is behind by more than
-   * the high-water mark: the caller should await it before appending more (backpressure).
+   * Add a frame. Returns a promise when the caller should wait before appending
+   * more (backpressure): while the disk writer is behind by more than the
+   * high-water mark, and while a follower (`read` with `follow`) is too far
+   * behind — reading from disk, or with half its memory slack unread — so a
+   * fast producer waits for its watchers, as a pipe would, rather than drop
+   * output they have yet to read (up to `followerStallMs` for one that reads
+   * nothing).
    * Empty data is ignored. Throws after `end()`.
    * The log keeps `data` itself, without a copy: do not modify it afterwards.
    */

@@ -209,13 +209,27 @@ export async function serveOutput(
     return event.type === 'frame' ? event.data : Buffer.alloc(0);
   };
 
+  // Raw has no markers: output dropped under a follower (it fell behind
+  // retention) must not go missing in silence. The response is cut instead (no
+  // last chunk), so the client sees a broken transfer and can resume by offset.
+  let cut = false;
   try {
+    let first = true;
     for await (const event of events) {
       if (signal.aborted) break;
-      if (parsed.format === 'raw' && event.type !== 'frame') continue; // raw has no markers
+      if (parsed.format === 'raw' && event.type === 'gap' && !first) {
+        request.log.warn(
+          { taskId: id, ...event },
+          'raw output follower fell behind retention; cut',
+        );
+        cut = true;
+        break;
+      }
+      first = false;
+      if (parsed.format === 'raw' && event.type !== 'frame') continue;
       await write(encode(event));
     }
-    if (!signal.aborted) {
+    if (!signal.aborted && !cut) {
       const task = parsed.follow
         ? await finalSnapshot(supervisor, id, signal)
         : safeGet(supervisor, id);
@@ -231,7 +245,7 @@ export async function serveOutput(
     response.off('close', onClose);
     context.shutdown.removeEventListener('abort', onShutdown);
     metrics.trackStream('output', -1);
-    if (clientGone) {
+    if (clientGone || cut) {
       response.destroy();
     } else if (!response.writableEnded) {
       response.end();

@@ -134,7 +134,8 @@ describe('raw', () => {
   it('a reader that stops reading is flow-controlled: the server does not buffer the log for it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'overthere-http-backpressure-'));
     const store = await createFileTaskStore({ dir });
-    const durable = await startAgent({ supervisor: { store } });
+    // A reader that reads nothing holds the task back for followerStallMs, then is let go.
+    const durable = await startAgent({ supervisor: { store, output: { followerStallMs: 200 } } });
     try {
       const size = 32 * 1024 * 1024;
       const task = await durable.client.create({
@@ -173,6 +174,77 @@ describe('raw', () => {
     } finally {
       await durable.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('followers and retention', () => {
+  // Memory-only logs keeping ~20 KiB: a task writing megabytes outruns retention at once.
+  const size = 4 * 1024 * 1024;
+  // It starts writing once told to on stdin, so a follower is there from the first byte.
+  const fastTask = {
+    command: ['sh', '-c', `read go; head -c ${size} /dev/urandom | od -An -v -tx1`],
+    stdin: 'pipe' as const,
+  };
+
+  it('a live follower holds a fast task back instead of losing output past retention', async () => {
+    const small = await startAgent({ supervisor: { output: { memoryBytes: 4096 } } });
+    try {
+      const task = await small.client.create(fastTask);
+      const stream = curlStream([
+        ...small.auth,
+        `${small.url}/v1/tasks/${task.id}/output?follow=1`,
+      ]);
+      const log = small.supervisor.output(task.id);
+      await eventually(() => log.readers > 0, 'the follower reading');
+      await small.client.writeStdin(task.id, 'go\n');
+      const followed = await stream.done;
+      expect(followed.exitCode).toBe(0);
+      // Every line of od's dump arrives, in order: offsets say so.
+      const lines = followed.body.toString().trimEnd().split('\n');
+      expect(lines).toHaveLength(size / 16);
+      expect(lines.every((line) => /^( [0-9a-f]{2}){16}$/.test(line))).toBe(true);
+      expect((await small.client.wait(task.id)).exit).toMatchObject({ code: 0 });
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('a raw follower that fell behind retention is cut, not silently missing bytes', async () => {
+    const small = await startAgent({
+      supervisor: { output: { memoryBytes: 4096, followerStallMs: 100 } },
+    });
+    try {
+      const task = await small.client.create(fastTask);
+      const response = await new Promise<IncomingMessage>((resolve, reject) => {
+        httpGet(
+          `${small.url}/v1/tasks/${task.id}/output?follow=1`,
+          { headers: { authorization: `Bearer ${TOKEN}` } },
+          resolve,
+        ).once('error', reject);
+      });
+      // Stalled: the task is let go after 100 ms and runs to its end.
+      response.pause();
+      await small.client.writeStdin(task.id, 'go\n');
+      await small.client.wait(task.id);
+      let received = 0;
+      const ending = new Promise<string>((resolve) => {
+        response.on('data', (chunk: Buffer) => (received += chunk.length));
+        response.once('end', () => resolve(response.complete ? 'complete' : 'cut'));
+        response.once('aborted', () => resolve('cut'));
+        response.once('error', () => resolve('cut'));
+      });
+      response.resume();
+      expect(await ending).toBe('cut');
+      expect(received).toBeLessThan(size * 3);
+      // The task itself was never disturbed; ndjson says what was dropped.
+      const replay = await curl([
+        ...small.auth,
+        `${small.url}/v1/tasks/${task.id}/output?format=ndjson&cursor=0`,
+      ]);
+      expect(ndjsonLines(replay.body)[0]).toMatchObject({ type: 'gap' });
+    } finally {
+      await small.close();
     }
   });
 });
@@ -240,7 +312,8 @@ describe('ndjson', () => {
     const small = await startAgent({ supervisor: { output: { memoryBytes: 4096 } } });
     try {
       const task = await small.client.create({
-        command: sh('i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done'),
+        // More than a pipe holds, so it arrives in several frames however fast it runs.
+        command: ['seq', '-f', 'line-%g', '0', '19999'],
       });
       await small.client.wait(task.id);
       const result = await curl([
@@ -250,7 +323,7 @@ describe('ndjson', () => {
       const lines = ndjsonLines(result.body) as (Line & { fromSeq?: number; toSeq?: number })[];
       expect(lines[0]).toMatchObject({ type: 'gap', fromSeq: 0 });
       expect(lines[1]).toMatchObject({ type: 'frame', seq: lines[0]!.toSeq });
-      expect(frameBytes(lines).toString()).toMatch(/line-1999\n$/);
+      expect(frameBytes(lines).toString()).toMatch(/line-19999\n$/);
     } finally {
       await small.close();
     }

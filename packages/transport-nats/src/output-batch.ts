@@ -196,6 +196,9 @@ export async function serveOutputBatch(
     clearTimeout(timer);
     limits.closing.removeEventListener('abort', onClosing);
     controller.abort();
+    // Left at a yield after a break, the reader would stay registered with
+    // the log for good (holding its producer back, keeping the GC waiting).
+    await iterator.return?.(undefined).catch(() => undefined);
   }
 }
 

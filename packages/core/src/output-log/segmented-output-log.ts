@@ -41,6 +41,18 @@ const FLUSH_DELAY_MS = 1;
  */
 const READER_SLACK_FACTOR = 4;
 const MAX_READER_SLACK_BYTES = 4 * MIB;
+/**
+ * A follower holds the producer back while it reads from disk, or once the
+ * memory it has yet to read passes half the slack (see `followerHoldBytes`):
+ * like a pipe, a fast task waits for its watchers instead of outrunning them
+ * into a gap.
+ */
+/**
+ * A follower that reads nothing for this long while it holds the producer
+ * back (a stalled client) is let go: the task runs on, and that follower
+ * falls behind (to disk, then to a gap) until it catches up.
+ */
+const DEFAULT_FOLLOWER_STALL_MS = 10_000;
 /** Frame lengths are u32 on disk; bigger appends are split. */
 const MAX_FRAME_BYTES = 1024 * MIB;
 const SKIP_ALL: readonly [boolean, boolean] = [false, false];
@@ -66,6 +78,12 @@ export async function openOutputLog(
       'highWaterMarkBytes',
       options.highWaterMarkBytes,
       DEFAULT_HIGH_WATER_MARK_BYTES,
+      0,
+    ),
+    followerStallMs: sizeOption(
+      'followerStallMs',
+      options.followerStallMs,
+      DEFAULT_FOLLOWER_STALL_MS,
       0,
     ),
   };
@@ -96,6 +114,7 @@ interface Settings {
   maxDiskBytes: number;
   segmentBytes: number;
   highWaterMarkBytes: number;
+  followerStallMs: number;
 }
 
 interface ReadRequest {
@@ -136,7 +155,18 @@ class SegmentedOutputLog implements OutputLog {
   /** Readers iterating right now (the supervisor's GC waits for them). */
   private activeReaders = 0;
   /** The next seq of each reader iterating right now. */
-  private readonly readerPositions = new Set<{ seq: number }>();
+  private readonly readerPositions = new Set<ReaderPosition>();
+  /** Memory a live follower may have unread before the producer waits for it. */
+  private readonly followerHoldBytes: number;
+  /** The producer waits for the follower `position` (see MIN_FOLLOWER_HOLD_BYTES). */
+  private hold:
+    | {
+        promise: Promise<void>;
+        resolve: () => void;
+        position: ReaderPosition;
+        timer: NodeJS.Timeout;
+      }
+    | undefined;
   private store: SegmentStore | undefined;
   /** Kept after a failure: what was written stays readable. */
   private readonly disk: SegmentStore | undefined;
@@ -176,6 +206,9 @@ class SegmentedOutputLog implements OutputLog {
     this.memoryFirstSeq = this.seqCounter;
     this.streamBytes = [store?.writtenOffsets[0] ?? 0, store?.writtenOffsets[1] ?? 0];
     this.batchBytes = Math.min(Math.floor(settings.highWaterMarkBytes / 2), MAX_BATCH_BYTES);
+    // Below the point where eviction would drop a follower's unread frames.
+    this.followerHoldBytes =
+      settings.memoryBytes + Math.floor(slackBytes(settings.memoryBytes) / 2);
   }
 
   get nextSeq(): number {
@@ -218,21 +251,91 @@ class SegmentedOutputLog implements OutputLog {
       this.addFrame(index, stream, part);
     }
     this.notify();
-    if (this.store === undefined) return;
+    const held = this.holdForFollower();
+    if (this.store === undefined) return held;
     this.schedule();
-    if (this.queuedBytes <= this.settings.highWaterMarkBytes) return;
+    if (this.queuedBytes <= this.settings.highWaterMarkBytes) return held;
     if (this.drain === undefined) {
       let resolveDrain = (): void => undefined;
       const promise = new Promise<void>((resolvePromise) => (resolveDrain = resolvePromise));
       this.drain = { promise, resolve: resolveDrain };
     }
-    return this.drain.promise;
+    return held === undefined
+      ? this.drain.promise
+      : Promise.all([held, this.drain.promise]).then(() => undefined);
+  }
+
+  /**
+   * The slowest follower that is too far behind, if any: one reading from disk
+   * (the producer would soon drop what it has yet to read), or one whose unread
+   * frames fill the memory up to the hold mark.
+   */
+  private laggingFollower(): ReaderPosition | undefined {
+    let slowest: ReaderPosition | undefined;
+    for (const position of this.readerPositions) {
+      if (!position.follow || position.released || position.seq >= this.seqCounter) continue;
+      if (slowest === undefined || position.seq < slowest.seq) slowest = position;
+    }
+    if (slowest === undefined) return undefined;
+    return slowest.seq < this.memoryFirstSeq || this.memoryUsed >= this.followerHoldBytes
+      ? slowest
+      : undefined;
+  }
+
+  /** A promise to wait on while a live follower is too far behind. */
+  private holdForFollower(): Promise<void> | undefined {
+    if (this.hold !== undefined) return this.hold.promise;
+    const position = this.laggingFollower();
+    if (position === undefined) return undefined;
+    let resolveHold = (): void => undefined;
+    const promise = new Promise<void>((resolvePromise) => (resolveHold = resolvePromise));
+    let watched = position;
+    let seenSeq = position.seq;
+    const check = (): void => {
+      const hold = this.hold;
+      if (hold === undefined) return;
+      if (hold.position === watched && hold.position.seq === seenSeq) {
+        // Read nothing in all that time: let the task go on without it.
+        hold.position.released = true;
+        this.releaseHold();
+        if (this.hold !== hold) return;
+      }
+      // Still held (by this follower, moving, or by another one): watch again.
+      watched = hold.position;
+      seenSeq = hold.position.seq;
+      hold.timer = setTimeout(check, this.settings.followerStallMs);
+    };
+    this.hold = {
+      promise,
+      resolve: resolveHold,
+      position,
+      timer: setTimeout(check, this.settings.followerStallMs),
+    };
+    return promise;
+  }
+
+  /** Ends the hold once no live follower is too far behind (or the log is done). */
+  private releaseHold(): void {
+    const hold = this.hold;
+    if (hold === undefined) return;
+    if (!this.isEnded && !this.destroyed) {
+      this.evict(); // What the follower has read since no longer counts.
+      const position = this.laggingFollower();
+      if (position !== undefined) {
+        hold.position = position;
+        return;
+      }
+    }
+    this.hold = undefined;
+    clearTimeout(hold.timer);
+    hold.resolve();
   }
 
   async end(): Promise<void> {
     if (!this.isEnded) {
       this.isEnded = true;
       this.notify();
+      this.releaseHold();
     }
     await this.serialize(async () => {
       await this.flush();
@@ -300,6 +403,7 @@ class SegmentedOutputLog implements OutputLog {
     if (!this.isEnded) {
       this.isEnded = true;
       this.notify();
+      this.releaseHold();
     }
     await this.serialize(async () => {
       await this.flush();
@@ -360,8 +464,7 @@ class SegmentedOutputLog implements OutputLog {
         if (position.seq >= this.memoryFirstSeq && position.seq < readFrom) readFrom = position.seq;
       }
     }
-    const slackBudgetBytes =
-      budgetBytes + Math.min(budgetBytes * READER_SLACK_FACTOR, MAX_READER_SLACK_BYTES);
+    const slackBudgetBytes = budgetBytes + slackBytes(budgetBytes);
     while (
       this.memoryFirstSeq < limit &&
       this.memoryUsed > (this.memoryFirstSeq < readFrom ? budgetBytes : slackBudgetBytes)
@@ -505,7 +608,7 @@ class SegmentedOutputLog implements OutputLog {
     const onAbort = (): void => wake?.();
     signal?.addEventListener('abort', onAbort);
     this.activeReaders += 1;
-    const position = { seq: request.startSeq };
+    const position: ReaderPosition = { seq: request.startSeq, follow, released: false };
     this.readerPositions.add(position);
     try {
       let cursor = request.startSeq;
@@ -515,7 +618,10 @@ class SegmentedOutputLog implements OutputLog {
       }
       while (signal?.aborted !== true && !this.destroyed) {
         position.seq = cursor;
+        if (this.hold !== undefined) this.releaseHold();
         if (cursor >= this.seqCounter) {
+          // Caught up: a follower let go after a stall holds the producer again.
+          position.released = false;
           if (!follow || this.isEnded) return;
           await new Promise<void>((resolveWait) => {
             wake = resolveWait;
@@ -617,6 +723,7 @@ class SegmentedOutputLog implements OutputLog {
     } finally {
       this.activeReaders -= 1;
       this.readerPositions.delete(position);
+      if (this.hold !== undefined) this.releaseHold();
       signal?.removeEventListener('abort', onAbort);
       if (wake !== undefined) this.waiters.delete(wake);
       await reader?.close();
@@ -658,4 +765,19 @@ async function readFrameAt(
     if (typeof skipped === 'string') return skipped;
   }
   return reader.next(wanted);
+}
+
+/** Where a reader is, for eviction (its unread frames) and for holding the producer back. */
+interface ReaderPosition {
+  /** The next seq it reads. */
+  seq: number;
+  /** It follows the log live. */
+  follow: boolean;
+  /** Let go after a stall: it does not hold the producer back until it catches up. */
+  released: boolean;
+}
+
+/** Memory beyond `memoryBytes` that frames a reader has yet to read may hold. */
+function slackBytes(memoryBytes: number): number {
+  return Math.min(memoryBytes * READER_SLACK_FACTOR, MAX_READER_SLACK_BYTES);
 }
