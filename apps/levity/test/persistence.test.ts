@@ -77,10 +77,19 @@ describe.concurrent('restarts', () => {
     // Wait for it (the file store's documented layout) before killing levityd.
     for (const id of [finished, killed]) {
       await waitFor(`the final record of ${id}`, async () => {
-        const text = await readFile(path.join(dataDir, 'tasks', id, 'task.json'), 'utf8').catch(
-          () => '{}',
-        );
-        return (JSON.parse(text) as { state?: string }).state === 'exited' ? true : undefined;
+        const text = await readFile(path.join(dataDir, 'tasks.jsonl'), 'utf8').catch(() => '');
+        const last = text
+          .split('\n')
+          .flatMap((line) => {
+            try {
+              return [JSON.parse(line) as { id?: string; state?: string }];
+            } catch {
+              return []; // a line being written right now
+            }
+          })
+          .filter((entry) => entry.id === id)
+          .at(-1);
+        return last?.state === 'exited' ? true : undefined;
       });
     }
 

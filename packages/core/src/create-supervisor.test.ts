@@ -372,10 +372,13 @@ describe('supervisor with a file store', () => {
       expect(await readdir(join(dir, 'tasks'))).toEqual([]);
       const task = await supervisor.create({ command: ['true'] }, { id: 'done' });
       await supervisor.wait(task.id);
-      const record = JSON.parse(
-        await readFile(join(dir, 'tasks', 'done', 'task.json'), 'utf8'),
-      ) as TaskInfo;
-      expect(record.state).toBe('exited');
+      // The journal's last line for the task (the store's documented layout).
+      const lines = (await readFile(join(dir, 'tasks.jsonl'), 'utf8')).trimEnd().split('\n');
+      const record = lines
+        .map((line) => JSON.parse(line) as TaskInfo)
+        .filter((entry) => entry.id === 'done')
+        .at(-1);
+      expect(record?.state).toBe('exited');
     } finally {
       await supervisor.close();
       await runtime.dispose();

@@ -660,6 +660,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     await store.flush();
     if (!stopTasks) detached = true;
     await Promise.all([...tasks.values()].map((entry) => entry.log.close()));
+    await store.close?.();
   }
 
   /** Bring back the tasks of an earlier run from the store. */

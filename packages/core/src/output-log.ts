@@ -55,7 +55,7 @@ export interface OutputReadOptions {
 
 /** Options for {@link createOutputLog}. */
 export interface OutputLogOptions {
-  /** Directory for durable segment files; created if missing; existing segments are recovered and appended to. Without it the log is memory-only. */
+  /** Directory for durable segment files; made with the first segment if missing; existing segments are recovered and appended to. Without it the log is memory-only. */
   dir?: string;
   /**
    * Bytes of recent frames kept in memory. Default 1 MiB. Frames a reader has

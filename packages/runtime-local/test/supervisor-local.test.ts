@@ -195,10 +195,14 @@ describe('agent restart on the same data dir', () => {
       const log = supervisor.output('service');
       expect(await waitUntil(() => log.bytes('stdout') >= 'started\n'.length * 2, 5000)).toBe(true);
       expect((await log.text('stdout')).toString()).toBe('started\nstarted\n');
-      const record = JSON.parse(
-        await readFile(join(dir, 'tasks', 'oneshot', 'task.json'), 'utf8'),
-      ) as { state: string };
-      expect(record.state).toBe('lost');
+      // The journal's last line for it (the file store's documented layout).
+      await supervisor.close();
+      const lines = (await readFile(join(dir, 'tasks.jsonl'), 'utf8')).trimEnd().split('\n');
+      const record = lines
+        .map((line) => JSON.parse(line) as { id: string; state: string })
+        .filter((entry) => entry.id === 'oneshot')
+        .at(-1);
+      expect(record?.state).toBe('lost');
     } finally {
       await supervisor.close();
       await runtime.dispose();

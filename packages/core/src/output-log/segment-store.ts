@@ -62,6 +62,8 @@ export class SegmentStore {
   private fd: number | undefined;
   private readonly unsynced = new Set<Segment>();
   private dirUnsynced = false;
+  /** `dir` is made with the first segment. */
+  private dirMissing = false;
   private readonly callMode: FileCallMode;
 
   private constructor(
@@ -81,15 +83,20 @@ export class SegmentStore {
   }
 
   /**
-   * Open the store in `dir` (which must exist), recovering the segments already
-   * there; `empty` says the caller just made `dir`, so there is nothing to recover.
+   * Open the store in `dir`, recovering the segments already there; `missing`
+   * says `dir` does not exist yet: nothing to recover, and it is made with
+   * the first segment (a task that writes nothing costs no directory).
    */
   static async open(
     dir: string,
     settings: SegmentStoreSettings,
-    empty = false,
+    missing = false,
   ): Promise<SegmentStore> {
-    if (empty) return new SegmentStore(dir, settings, [], 0, [0, 0]);
+    if (missing) {
+      const store = new SegmentStore(dir, settings, [], 0, [0, 0]);
+      store.dirMissing = true;
+      return store;
+    }
     const recovered = await recoverSegments(dir);
     const store = new SegmentStore(
       dir,
@@ -231,6 +238,10 @@ export class SegmentStore {
    * pages costs the kernel about half as much as freeing them and allocating new ones.
    */
   private async startSegment(operations: FileCalls): Promise<Segment> {
+    if (this.dirMissing) {
+      await operations.mkdir(this.dir);
+      this.dirMissing = false;
+    }
     const path = join(this.dir, segmentFileName(this.writtenSeq));
     const oldest = this.segments[0];
     let fileBytes = 0;

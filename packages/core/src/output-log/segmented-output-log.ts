@@ -6,6 +6,7 @@
  * disk until retention drops it.
  */
 
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { OverthereError } from '../errors.js';
 import type {
@@ -19,7 +20,6 @@ import type {
 import { STREAMS, streamIndex, type StreamIndex } from './segment-format.js';
 import { SegmentReader, type Segment, type SegmentReadResult } from './segment-reader.js';
 import { SegmentStore, type WriteMode } from './segment-store.js';
-import { FileCallMode } from '../file-calls.js';
 
 const MIB = 1024 * 1024;
 const DEFAULT_MEMORY_BYTES = MIB;
@@ -63,9 +63,6 @@ export interface InternalOutputLogOptions {
 }
 
 /** Validate the options and open the log (recovering `dir` when given). */
-/** Making log directories: synchronous while quick (see file-calls.ts). */
-const directoryCalls = new FileCallMode();
-
 export async function openOutputLog(
   options: OutputLogOptions,
   internal: InternalOutputLogOptions = {},
@@ -89,14 +86,9 @@ export async function openOutputLog(
   };
   if (options.dir === undefined) return new SegmentedOutputLog(settings, undefined);
   const dir = resolve(options.dir);
-  // mkdir names the first directory it made: then `dir` is new, with nothing to recover.
-  const { calls, end } = directoryCalls.begin();
-  let created: string | undefined;
-  try {
-    created = await calls.mkdir(dir);
-  } finally {
-    end();
-  }
+  // A new log's directory is made with its first segment: one that never
+  // gets output costs no directory (a mkdir waits for the file system's journal).
+  const missing = !existsSync(dir);
   const store = await SegmentStore.open(
     dir,
     {
@@ -104,7 +96,7 @@ export async function openOutputLog(
       maxDiskBytes: settings.maxDiskBytes,
       writeMode: internal.writeMode ?? 'adaptive',
     },
-    created !== undefined,
+    missing,
   );
   return new SegmentedOutputLog(settings, store);
 }
