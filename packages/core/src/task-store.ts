@@ -64,7 +64,7 @@ const COMPACT_FACTOR = 4;
 interface Batch {
   lines: Map<string, string | null>;
   done: Promise<void>;
-  settle: (error?: unknown) => void;
+  settle: (error?: Error) => void;
 }
 
 /**
@@ -146,9 +146,9 @@ export async function createFileTaskStore(options: FileTaskStoreOptions): Promis
   let writing: Promise<void> | undefined;
 
   function newBatch(): Batch {
-    let settle!: (error?: unknown) => void;
+    let settle!: (error?: Error) => void;
     const done = new Promise<void>((resolve, reject) => {
-      settle = (error) => (error === undefined ? resolve() : reject(error as Error));
+      settle = (error) => (error === undefined ? resolve() : reject(error));
     });
     return { lines: new Map(), done, settle };
   }
@@ -171,7 +171,7 @@ export async function createFileTaskStore(options: FileTaskStoreOptions): Promis
         await writeBatch(batch);
         batch.settle();
       } catch (error) {
-        batch.settle(error);
+        batch.settle(error instanceof Error ? error : new Error('writing the task journal failed'));
       }
     }
     writing = undefined;
