@@ -19,8 +19,11 @@
  *     onEvent(SPAWNED, id, pid, stdinFd (-1 without), stdoutFd, stderrFd)
  *     onEvent(FAILED, id, errno)
  *     onEvent(EXITED, pid, code (-1 when signalled), signal (0 when not))
- *   spawn(id, file, argv[], env[], cwd, withStdin, path)   queues a spawn
+ *   spawn(id, file, argv[], env[], cwd, withStdin, path, table)   queues a spawn
  *   ref() / unref()   keep the event loop alive while spawns or children are pending
+ *   openWatchTable() -> [slot, fd, bytes] | null   a shared table of watched groups
+ *   watch(slot, id, on)   set or clear a group in it (a spawned child is set at once)
+ *   closeWatchTable(slot)
  * Events come in order through one queue: a child's SPAWNED before its EXITED.
  *
  * The child runs in a new session (so pid = pgid), with every signal at its
@@ -41,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -75,7 +79,17 @@ typedef struct job {
   char *file, *cwd, *path;
   char **argv, **envp;
   bool with_stdin;
+  int32_t table; /* the slot of the table to mark the child in, or -1 */
 } job_t;
+
+/* A watch table: the memfd, and its mapping in this process. */
+typedef struct {
+  int fd;
+  uint8_t *bits;
+  size_t bytes;
+} table_t;
+
+#define MAX_TABLES 256
 
 /* One per Node environment (the main thread, or a worker). */
 typedef struct {
@@ -88,7 +102,65 @@ typedef struct {
   pthread_cond_t wake;
   job_t *first, *last;
   bool stopping;
+  /* Watch tables (see below), one per runtime; a free slot has fd -1. */
+  table_t tables[MAX_TABLES];
 } watcher_t;
+
+/* ---- watch tables ------------------------------------------------------ */
+
+/*
+ * One bit per possible pid, in shared memory (a memfd) that the runtime's
+ * watchdog process reads when the agent dies: a set bit is a process group to
+ * kill. Setting one costs no system call and no message, and the spawn thread
+ * sets a child's bit the moment posix_spawn returns, before anyone hears of
+ * it. One table per runtime, so disposing one runtime kills only its tasks.
+ * Slots are made and freed on the main thread; the spawn thread only touches
+ * the slot of a job it was given, which outlives the job.
+ */
+static void set_watched(watcher_t *watcher, int32_t slot, int64_t id, bool watched) {
+  if (slot < 0 || slot >= MAX_TABLES) return;
+  table_t *table = &watcher->tables[slot];
+  if (table->bits == NULL || id <= 1 || (uint64_t)id / 8 >= table->bytes) return;
+  uint8_t bit = (uint8_t)(1u << (id % 8));
+  if (watched)
+    __atomic_fetch_or(&table->bits[id / 8], bit, __ATOMIC_RELEASE);
+  else
+    __atomic_fetch_and(&table->bits[id / 8], (uint8_t)~bit, __ATOMIC_RELEASE);
+}
+
+static void free_table(table_t *table) {
+  if (table->bits != NULL) munmap(table->bits, table->bytes);
+  if (table->fd >= 0) close(table->fd);
+  table->bits = NULL;
+  table->fd = -1;
+}
+
+/* Makes a table in a free slot; returns the slot, or -1. */
+static int32_t make_table(watcher_t *watcher) {
+  int32_t slot = 0;
+  while (slot < MAX_TABLES && watcher->tables[slot].fd >= 0) slot++;
+  if (slot == MAX_TABLES) return -1;
+  size_t pid_max = 4194304; /* the most Linux allows */
+  FILE *file = fopen("/proc/sys/kernel/pid_max", "re");
+  if (file != NULL) {
+    unsigned long value;
+    if (fscanf(file, "%lu", &value) == 1 && value > 0 && value <= 4194304) pid_max = value;
+    fclose(file);
+  }
+  table_t *table = &watcher->tables[slot];
+  table->bytes = (pid_max + 7) / 8;
+  table->fd = memfd_create("overthere-watch-table", MFD_CLOEXEC);
+  if (table->fd < 0) return -1;
+  void *bits = MAP_FAILED;
+  if (ftruncate(table->fd, (off_t)table->bytes) == 0)
+    bits = mmap(NULL, table->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, table->fd, 0);
+  if (bits == MAP_FAILED) {
+    free_table(table);
+    return -1;
+  }
+  table->bits = bits;
+  return slot;
+}
 
 static int pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
@@ -245,6 +317,7 @@ static void run_job(watcher_t *watcher, const job_t *job) {
     post(watcher, EVENT_FAILED, job->id, error, 0, 0, 0);
     return;
   }
+  set_watched(watcher, job->table, pid, true);
   /* Posted before the exit can be seen, so it reaches JavaScript first. */
   post(watcher, EVENT_SPAWNED, job->id, pid, job->with_stdin ? in[1] : -1, out[0], err[0]);
   int pidfd = pidfd_open(pid);
@@ -318,6 +391,7 @@ static void stop_watcher(void *data) {
   }
   if (watcher->epoll_fd >= 0) close(watcher->epoll_fd);
   if (watcher->stop_fd >= 0) close(watcher->stop_fd);
+  for (int slot = 0; slot < MAX_TABLES; slot++) free_table(&watcher->tables[slot]);
   pthread_mutex_destroy(&watcher->lock);
   pthread_cond_destroy(&watcher->wake);
   free(watcher);
@@ -351,6 +425,7 @@ static napi_value init(napi_env env, napi_callback_info info) {
   if (watcher == NULL) return throw_error(env, "init: out of memory");
   pthread_mutex_init(&watcher->lock, NULL);
   pthread_cond_init(&watcher->wake, NULL);
+  for (int slot = 0; slot < MAX_TABLES; slot++) watcher->tables[slot].fd = -1;
   watcher->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   watcher->stop_fd = eventfd(0, EFD_CLOEXEC);
   napi_value name;
@@ -406,6 +481,55 @@ static napi_value unref(napi_env env, napi_callback_info info) {
   return set_ref(env, 0);
 }
 
+/* openWatchTable() -> [slot, fd, bytes] of a new table, or null when none can be made. */
+static napi_value open_watch_table(napi_env env, napi_callback_info info) {
+  (void)info;
+  watcher_t *watcher = get_watcher(env);
+  if (watcher == NULL) return throw_error(env, "openWatchTable: not initialised");
+  napi_value result, element;
+  int32_t slot = make_table(watcher);
+  if (slot < 0) {
+    napi_get_null(env, &result);
+    return result;
+  }
+  int64_t values[3] = {slot, watcher->tables[slot].fd, (int64_t)watcher->tables[slot].bytes};
+  napi_create_array_with_length(env, 3, &result);
+  for (uint32_t i = 0; i < 3; i++) {
+    napi_create_int64(env, values[i], &element);
+    napi_set_element(env, result, i, element);
+  }
+  return result;
+}
+
+/* closeWatchTable(slot): once no spawn for it is pending. */
+static napi_value close_watch_table(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
+  watcher_t *watcher = get_watcher(env);
+  int32_t slot = -1;
+  napi_get_value_int32(env, arg, &slot);
+  if (watcher != NULL && slot >= 0 && slot < MAX_TABLES) free_table(&watcher->tables[slot]);
+  return NULL;
+}
+
+/* watch(slot, id, on): set or clear the bit of process group `id`. */
+static napi_value watch(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3];
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  watcher_t *watcher = get_watcher(env);
+  if (watcher == NULL || argc < 3) return throw_error(env, "watch: 3 arguments expected");
+  int32_t slot = -1;
+  int64_t id = 0;
+  bool on = false;
+  napi_get_value_int32(env, args[0], &slot);
+  napi_get_value_int64(env, args[1], &id);
+  napi_get_value_bool(env, args[2], &on);
+  set_watched(watcher, slot, id, on);
+  return NULL;
+}
+
 /* A JavaScript string as a new C string (NULL on failure). */
 static char *string_of(napi_env env, napi_value value) {
   size_t length = 0;
@@ -435,10 +559,10 @@ static char **strings_of(napi_env env, napi_value array) {
 }
 
 static napi_value spawn(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value args[7];
+  size_t argc = 8;
+  napi_value args[8];
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  if (argc < 7) return throw_error(env, "spawn: 7 arguments expected");
+  if (argc < 8) return throw_error(env, "spawn: 8 arguments expected");
   watcher_t *watcher = get_watcher(env);
   if (watcher == NULL) return throw_error(env, "spawn: not initialised");
   job_t *job = calloc(1, sizeof *job);
@@ -450,6 +574,7 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
   job->cwd = string_of(env, args[4]);
   napi_get_value_bool(env, args[5], &job->with_stdin);
   job->path = string_of(env, args[6]);
+  napi_get_value_int32(env, args[7], &job->table);
   if (job->file == NULL || job->argv == NULL || job->argv[0] == NULL || job->envp == NULL ||
       job->cwd == NULL || job->path == NULL) {
     free_job(job);
@@ -472,6 +597,9 @@ NAPI_MODULE_INIT() {
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_default, NULL},
       {"ref", NULL, ref, NULL, NULL, NULL, napi_default, NULL},
       {"unref", NULL, unref, NULL, NULL, NULL, napi_default, NULL},
+      {"openWatchTable", NULL, open_watch_table, NULL, NULL, NULL, napi_default, NULL},
+      {"closeWatchTable", NULL, close_watch_table, NULL, NULL, NULL, napi_default, NULL},
+      {"watch", NULL, watch, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof *properties, properties);
   return exports;

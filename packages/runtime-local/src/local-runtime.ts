@@ -22,7 +22,7 @@ import { errorCode } from './process-group.js';
 import { launchPty, openPtyMasters } from './pty-launch.js';
 import { createTaskProcess, validateTtySize, type TaskProcess } from './task-process.js';
 import { resolveUser, type Credentials } from './user.js';
-import { createNativeSpawner } from './native-spawn.js';
+import { createNativeSpawner, type WatchTable } from './native-spawn.js';
 import { createSpawner } from './spawner.js';
 
 /** Options for {@link createLocalRuntime}. */
@@ -80,13 +80,15 @@ export function createLocalRuntime(options: LocalRuntimeOptions = {}): Runtime {
   const drainTimeoutMs = options.drainTimeoutMs ?? 2_000;
   const logger = (options.logger ?? noopLogger).child({ runtime: 'local' });
   let devNull: number | undefined;
-  const nodeSpawner = createSpawner({
-    logger,
-    leakedFds: openPtyMasters,
-    devNull: () => (devNull ??= openSync('/dev/null', 'r')),
-  });
+  const makeNodeSpawner = (watchTable?: WatchTable) =>
+    createSpawner({
+      logger,
+      leakedFds: openPtyMasters,
+      devNull: () => (devNull ??= openSync('/dev/null', 'r')),
+      ...(watchTable === undefined ? {} : { watchTable }),
+    });
   const spawner =
-    (options.nativeSpawn !== false && createNativeSpawner(nodeSpawner)) || nodeSpawner;
+    (options.nativeSpawn !== false && createNativeSpawner(makeNodeSpawner)) || makeNodeSpawner();
   // Copied once: reading process.env goes through a slow accessor on every key.
   const baseEnv = plainEnv(options.env ?? process.env);
 

@@ -9,8 +9,8 @@
  * the agent only until the child has exec'd. Spawning /bin/true goes from
  * about 400 to about 1700 processes per second.
  *
- * The Node spawner stays the watchdog (native children are registered with
- * it, like pty tasks) and starts what the addon cannot: tasks that switch
+ * The Node spawner stays the watchdog (it reads the groups to kill from a
+ * table in shared memory) and starts what the addon cannot: tasks that switch
  * user. Without the addon (no compiler at install, glibc < 2.34, Linux < 5.3)
  * it starts everything, as before.
  */
@@ -35,9 +35,13 @@ interface Binding {
     cwd: string,
     withStdin: boolean,
     path: string,
+    table: number,
   ): void;
   ref(): void;
   unref(): void;
+  openWatchTable(): [slot: number, fd: number, bytes: number] | null;
+  watch(slot: number, id: number, on: boolean): void;
+  closeWatchTable(slot: number): void;
 }
 
 /** The first argument of the addon's events. */
@@ -64,7 +68,8 @@ const spawning = new Map<
     request: SpawnRequest;
     resolve: (child: SpawnedChild) => void;
     reject: (error: Error) => void;
-    watchdog: Spawner;
+    /** The child's group is watched (the addon marked it in the table, or it must be registered). */
+    watch: (pid: number) => void;
   }
 >();
 /** Running native children: pid → what settles their exit. */
@@ -105,7 +110,7 @@ function onEvent(kind: number, a: number, b: number, c: number, d: number, e: nu
 }
 
 function settleSpawned(
-  pending: { request: SpawnRequest; resolve: (child: SpawnedChild) => void; watchdog: Spawner },
+  pending: { resolve: (child: SpawnedChild) => void; watch: (pid: number) => void },
   pid: number,
   stdinFd: number,
   stdoutFd: number,
@@ -113,7 +118,7 @@ function settleSpawned(
 ): void {
   const exit = new Promise<MainExit>((resolve) => running.set(pid, resolve));
   // Its own session (pgid = pid): the watchdog kills the group if the agent dies.
-  pending.watchdog.register(pid);
+  pending.watch(pid);
   pending.resolve({
     pid,
     stdout: new Socket({ fd: stdoutFd, readable: true, writable: false }),
@@ -157,15 +162,45 @@ function envArray(env: Readonly<Record<string, string>>): string[] {
   return strings;
 }
 
+/** The shared watch table of one native spawner, for its Node spawner (the watchdog). */
+export interface WatchTable {
+  fd: number;
+  bytes: number;
+  hasWatched: () => boolean;
+}
+
 /**
- * A Spawner that starts what it can natively and hands the rest, and the
- * watchdog's work, to `fallback` (the Node spawner). Undefined when the addon
- * is not available.
+ * A Spawner that starts what it can natively and hands the rest to the Node
+ * spawner `makeFallback` makes. That one is the watchdog: groups to watch go
+ * into a table in shared memory it reads when the agent dies (no message per
+ * task; a natively spawned child is marked by the addon the moment it
+ * exists). Undefined when the addon is not available.
  */
-export function createNativeSpawner(fallback: Spawner): Spawner | undefined {
+export function createNativeSpawner(
+  makeFallback: (watchTable: WatchTable | undefined) => Spawner,
+): Spawner | undefined {
   const state = load();
   if (!('binding' in state)) return undefined;
+  const { binding } = state;
+  /** Groups set in the table (or, without one, registered with the fallback). */
+  const watched = new Set<number>();
+  const opened = binding.openWatchTable();
+  const slot = opened?.[0] ?? -1;
+  const fallback = makeFallback(
+    opened === null
+      ? undefined
+      : { fd: opened[1], bytes: opened[2], hasWatched: () => watched.size > 0 },
+  );
   let closed = false;
+
+  const watch = (id: number): void => {
+    watched.add(id);
+    if (slot < 0) fallback.register(id);
+    else {
+      binding.watch(slot, id, true);
+      fallback.ensureRunning();
+    }
+  };
 
   return {
     spawn(request) {
@@ -175,7 +210,7 @@ export function createNativeSpawner(fallback: Spawner): Spawner | undefined {
       const id = nextSpawnId++;
       return new Promise((resolve, reject) => {
         const before = spawning.size + running.size;
-        state.binding.spawn(
+        binding.spawn(
           id,
           request.file,
           [request.file, ...request.args],
@@ -183,19 +218,32 @@ export function createNativeSpawner(fallback: Spawner): Spawner | undefined {
           request.cwd,
           request.stdin,
           request.env.PATH ?? DEFAULT_PATH,
+          slot,
         );
-        spawning.set(id, { request, resolve, reject, watchdog: fallback });
+        spawning.set(id, { request, resolve, reject, watch });
         updateRef(before);
       });
     },
-    register: (id) => fallback.register(id),
-    unregister: (id) => fallback.unregister(id),
+    ensureRunning: () => fallback.ensureRunning(),
+    register(id) {
+      if (!closed && id > 1) watch(id);
+    },
+    unregister(id) {
+      if (watched.delete(id) && slot >= 0) binding.watch(slot, id, false);
+      else fallback.unregister(id);
+    },
     get pid() {
       return fallback.pid;
     },
-    close() {
+    async close() {
+      if (closed) return fallback.close();
       closed = true;
-      return fallback.close();
+      // No spawn of ours is pending once the last one settled: the table can go.
+      while ([...spawning.values()].some((pending) => pending.watch === watch)) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await fallback.close();
+      if (slot >= 0) binding.closeWatchTable(slot);
     },
   };
 }

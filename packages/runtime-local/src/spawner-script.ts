@@ -15,11 +15,13 @@
  *
  * When the channel closes (the agent disposed the runtime, or died — even by
  * SIGKILL, as the kernel closes the socket), it SIGKILLs every watched process
- * group and every process still in one of those sessions, then exits.
+ * group (those of the messages, and those set in the shared table named by
+ * OVERTHERE_WATCH_TABLE=fd:bytes, native spawn's) and every process still in
+ * one of those sessions, then exits.
  */
 export const SPAWNER_SCRIPT = String.raw`'use strict';
 const { spawn } = require('node:child_process');
-const { readdirSync, readFileSync } = require('node:fs');
+const { readdirSync, readFileSync, readSync } = require('node:fs');
 process.title = 'overthere-spawner';
 // A terminal's ^C or a hang-up that kills the agent must not take it down first.
 for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGPIPE']) process.on(name, () => {});
@@ -89,7 +91,22 @@ function killGroup(id) {
   try { process.kill(-id, 'SIGKILL'); } catch {}
 }
 
+// Native spawn's shared table: one bit per process group to watch.
+function readWatchTable() {
+  const setting = process.env.OVERTHERE_WATCH_TABLE;
+  if (!setting) return;
+  const [fd, bytes] = setting.split(':').map(Number);
+  const table = Buffer.alloc(bytes);
+  try { readSync(fd, table, 0, bytes, 0); } catch { return; }
+  for (let index = 0; index < bytes; index += 1) {
+    const byte = table[index];
+    if (byte === 0) continue;
+    for (let bit = 0; bit < 8; bit += 1) if (byte & (1 << bit)) watched.add(index * 8 + bit);
+  }
+}
+
 function killWatched() {
+  readWatchTable();
   for (const id of watched) killGroup(id);
   // Processes that moved to another group of the session (job control).
   if (watched.size > 0) {

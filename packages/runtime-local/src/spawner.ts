@@ -63,6 +63,8 @@ export class SpawnError extends Error {
 
 /** Keeps process groups from outliving the agent. */
 export interface Watchdog {
+  /** Make sure the spawner process runs (it watches the shared table from its start). */
+  ensureRunning(): void;
   /** Watch the session/process group `id` (a process not started by `spawn`). */
   register(id: number): void;
   /** Stop watching `id` (its processes are gone). */
@@ -87,6 +89,12 @@ export interface SpawnerOptions {
   leakedFds?: () => readonly number[];
   /** A /dev/null descriptor for those. */
   devNull?: () => number;
+  /**
+   * A shared table of more groups to watch (native spawn's memfd: one bit per
+   * pid), read by the spawner when the agent dies; `hasWatched` says whether
+   * any bit is set, so a killed spawner is replaced.
+   */
+  watchTable?: { fd: number; bytes: number; hasWatched: () => boolean };
 }
 
 /**
@@ -147,11 +155,17 @@ export function createSpawner(options: SpawnerOptions): Spawner {
       while (stdio.length <= fd) stdio.push('ignore');
       stdio[fd] = options.devNull();
     }
+    // Nothing of the agent's environment: no NODE_OPTIONS loaders, no inspector.
+    const env: Record<string, string> =
+      process.env.PATH === undefined ? {} : { PATH: process.env.PATH };
+    if (options.watchTable !== undefined) {
+      env.OVERTHERE_WATCH_TABLE = `${stdio.length}:${options.watchTable.bytes}`;
+      stdio.push(options.watchTable.fd);
+    }
     const child = spawn(process.execPath, [...SPAWNER_NODE_FLAGS, '-e', SPAWNER_SCRIPT], {
       detached: true,
       stdio,
-      // Nothing of the agent's environment: no NODE_OPTIONS loaders, no inspector.
-      env: process.env.PATH === undefined ? {} : { PATH: process.env.PATH },
+      env,
       serialization: 'json',
     });
     const startedAt = Date.now();
@@ -169,7 +183,8 @@ export function createSpawner(options: SpawnerOptions): Spawner {
           logger.warn({ code, signal }, 'spawner exited unexpectedly; its tasks are lost');
         orphan();
         // Someone killed it: replace it now, unless it dies at once (no respawn loop).
-        if (!closed && registered.size > 0 && Date.now() - startedAt >= restartAfterMs) {
+        const watching = registered.size > 0 || options.watchTable?.hasWatched() === true;
+        if (!closed && watching && Date.now() - startedAt >= restartAfterMs) {
           ensureStarted();
         }
         resolve();
@@ -305,6 +320,10 @@ export function createSpawner(options: SpawnerOptions): Spawner {
       }
       send(message);
       return started;
+    },
+
+    ensureRunning() {
+      if (!closed) ensureStarted();
     },
 
     register(id) {

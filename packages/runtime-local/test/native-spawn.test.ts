@@ -5,11 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { noopLogger } from '@overthere/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNativeSpawner, nativeSpawnSupport } from '../src/native-spawn.js';
+import { createNativeSpawner, nativeSpawnSupport, type WatchTable } from '../src/native-spawn.js';
 import { createSpawner, SpawnError, type SpawnRequest, type Spawner } from '../src/spawner.js';
 import { waitForDeath } from './helpers.js';
 
 const support = nativeSpawnSupport();
+
+/** The Node spawner as the watchdog, reading the native spawner's shared table. */
+const nodeSpawner = (watchTable: WatchTable | undefined) =>
+  createSpawner({ logger: noopLogger, ...(watchTable === undefined ? {} : { watchTable }) });
 
 describe('native spawn', () => {
   it('is built and loads (required in CI; elsewhere the Node spawner stands in)', () => {
@@ -27,7 +31,7 @@ describe.runIf(support.available)('native spawner', () => {
   let dir: string;
 
   beforeAll(async () => {
-    spawner = createNativeSpawner(createSpawner({ logger: noopLogger }))!;
+    spawner = createNativeSpawner(nodeSpawner)!;
     dir = await mkdtemp(join(tmpdir(), 'overthere-native-'));
   });
   afterAll(async () => {
@@ -142,8 +146,32 @@ describe.runIf(support.available)('native spawner', () => {
     );
   });
 
+  it('marks its children in the shared table: the watchdog, closing or killed, kills them', async () => {
+    const own = createNativeSpawner(nodeSpawner)!;
+    const child = await own.spawn(request('sh', ['-c', 'sleep 1000 & sleep 1000']));
+    const registered = await own.spawn(request('sh', ['-c', 'sleep 1000']));
+    const released = await own.spawn(request('sleep', ['1000']));
+    own.unregister(released.pid);
+    // A watchdog killed meanwhile (after its first second) is replaced, and the
+    // new one reads the same table.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const first = own.pid!;
+    process.kill(first, 'SIGKILL');
+    const deadline = Date.now() + 3_000;
+    while ((own.pid === undefined || own.pid === first) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(own.pid).not.toBe(first);
+    await own.close();
+    expect(await waitForDeath([child.pid, registered.pid])).toEqual([]);
+    expect(await child.exit).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(() => process.kill(released.pid, 0)).not.toThrow();
+    process.kill(-released.pid, 'SIGKILL');
+    expect(await released.exit).toEqual({ code: null, signal: 'SIGKILL' });
+  });
+
   it('registers its children with the watchdog: closing it kills them', async () => {
-    const own = createNativeSpawner(createSpawner({ logger: noopLogger }))!;
+    const own = createNativeSpawner(nodeSpawner)!;
     const child = await own.spawn(request('sh', ['-c', 'sleep 1000 & sleep 1000']));
     await own.close();
     expect(await waitForDeath([child.pid])).toEqual([]);
