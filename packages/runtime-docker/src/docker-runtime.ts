@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile, rm, rmdir, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, rmdir, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import {
@@ -247,8 +247,13 @@ export async function createDockerRuntime(
   };
 
   const cursorPath = (containerId: string) => join(cursorDir, `${containerId}.json`);
+  // Replaced whole (a temp file renamed over it): an agent killed mid-write
+  // must not leave an empty cursor, which would replay the output from the start.
+  let cursorTemp = 0;
   const saveCursor = async (containerId: string, counts: StreamCounts) => {
-    await writeFile(cursorPath(containerId), JSON.stringify(counts));
+    const temp = `${cursorPath(containerId)}.${process.pid}.${(cursorTemp += 1)}.tmp`;
+    await writeFile(temp, JSON.stringify(counts));
+    await rename(temp, cursorPath(containerId));
   };
   const readCursor = async (containerId: string): Promise<StreamCounts> => {
     try {

@@ -167,7 +167,12 @@ describe('agent restart', () => {
       'the output position to be saved',
       async () => {
         const saved = await readFile(cursor, 'utf8').catch(() => '{}');
-        const counts = JSON.parse(saved) as { stdout?: number; stderr?: number };
+        let counts: { stdout?: number; stderr?: number };
+        try {
+          counts = JSON.parse(saved) as typeof counts;
+        } catch {
+          return false; // not a whole record (yet)
+        }
         return counts.stdout === 'before\n'.length && counts.stderr === 'to-stderr\n'.length;
       },
       10_000,

@@ -45,11 +45,26 @@ export function createOpenApiDocument(version: string): Record<string, unknown> 
       '/v1/tasks': {
         post: {
           operationId: 'createTask',
-          summary: 'Start a task.',
+          summary: 'Start a task (with wait=1: and answer once it is final).',
+          parameters: [
+            {
+              name: 'wait',
+              in: 'query',
+              description:
+                'Answer once the task is final, or at the timeout, with the task as it is then.',
+              schema: { type: 'boolean', default: false },
+            },
+            {
+              name: 'timeoutMs',
+              in: 'query',
+              description: 'Bound on the wait (needs wait=1).',
+              schema: { type: 'integer', minimum: 0, maximum: 300000, default: 30000 },
+            },
+          ],
           requestBody: { required: true, content: json(ref('CreateTaskRequest')) },
           responses: {
             '201': {
-              ...taskResponse('Started.'),
+              ...taskResponse('Started (with wait=1: final, unless the timeout came first).'),
               headers: { Location: { schema: { type: 'string' } } },
             },
             ...common,

@@ -119,6 +119,15 @@ function parseLabels(values: string[] | undefined): Record<string, string> | und
   return labels;
 }
 
+/** The task as it is now (as it was, if it is gone meanwhile). */
+function currentTask(supervisor: Supervisor, task: TaskInfo): TaskInfo {
+  try {
+    return supervisor.get(task.id);
+  } catch {
+    return task;
+  }
+}
+
 function noQuery(request: FastifyRequest): void {
   queryParameters(request, {});
 }
@@ -238,7 +247,12 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
   allowOnly('/v1/runtime', ['GET']);
 
   scope.post('/v1/tasks', async (request, reply) => {
-    noQuery(request);
+    const query = queryParameters(request, { wait: 'single', timeoutMs: 'single' });
+    const wait = booleanParameter('wait', query.wait, false);
+    const timeoutMs = integerParameter('timeoutMs', query.timeoutMs, MAX_WAIT_MS);
+    if (timeoutMs !== undefined && !wait) {
+      throw new OverthereError('INVALID_ARGUMENT', 'timeoutMs needs wait=1');
+    }
     const body = jsonBody(request, createTaskRequestSchema);
     const { id, runtime, sandboxId, ...spec } = body as TaskSpec & {
       id?: string;
@@ -250,10 +264,16 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
       ...(runtime === undefined ? {} : { runtime }),
       ...(sandboxId === undefined ? {} : { sandboxId }),
     });
+    // With wait=1, one request runs a command to its end (a webhook's way):
+    // the answer is the task once final, or as it is at the timeout.
+    const answer = wait
+      ? ((await waitBounded(supervisor.wait(task.id), timeoutMs ?? DEFAULT_WAIT_MS, shutdown)) ??
+        currentTask(supervisor, task))
+      : task;
     return reply
       .code(201)
       .header('location', `/v1/tasks/${encodeURIComponent(task.id)}`)
-      .send(task);
+      .send(answer);
   });
 
   scope.get('/v1/tasks', (request) => {

@@ -55,6 +55,25 @@ describe('tasks', () => {
     expect((await t.supervisor.output(id).text('stdout')).toString()).toBe('from a script\n');
   });
 
+  it('POST /v1/tasks?wait=1 answers once the task is final, or at timeoutMs with it running', async () => {
+    const done = await post('/v1/tasks?wait=1', { command: ['sh', '-c', 'exit 3'] });
+    expect(done.status).toBe(201);
+    expect(json<TaskInfo>(done)).toMatchObject({
+      state: 'exited',
+      exit: { code: 3, signal: null, reason: 'exited' },
+    });
+    expect(done.headers.location).toBe(`/v1/tasks/${json<TaskInfo>(done).id}`);
+    const started = Date.now();
+    const live = await post('/v1/tasks?wait=true&timeoutMs=200', { command: ['sleep', '30'] });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+    expect(live.status).toBe(201);
+    expect(json<TaskInfo>(live).state).toBe('running');
+    await t.client.stop(json<TaskInfo>(live).id);
+    const bad = await post('/v1/tasks?timeoutMs=5', { command: ['true'] });
+    expect(bad.status).toBe(400);
+    expect(json<{ code: string }>(bad).code).toBe('INVALID_ARGUMENT');
+  });
+
   it('GET /v1/tasks/:id and GET /v1/tasks (state and label filters, oldest first)', async () => {
     const label = `list-${Date.now()}`;
     const first = json<TaskInfo>(
