@@ -29,6 +29,7 @@ import {
   writev,
   writevSync,
 } from 'node:fs';
+import { open as openHandle } from 'node:fs/promises';
 
 /** Synchronous calls slower than this (in one batch) move their user to the thread pool. */
 export const SLOW_FILE_CALLS_MS = 10;
@@ -84,6 +85,16 @@ export const THREAD_POOL_CALLS: FileCalls = {
   mkdir: (path, mode) =>
     callback<string | undefined>((done) => mkdir(path, { recursive: true, mode }, done)),
 };
+
+/** fsync a file or a directory by path (a directory: so a rename in it is durable). */
+export async function syncPath(path: string): Promise<void> {
+  const handle = await openHandle(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
 
 /** fdatasync on the thread pool (it waits for the disk). */
 export function datasync(fd: number): Promise<void> {

@@ -3,10 +3,16 @@
  * change and loads them all once at start to recover.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OverthereError } from './errors.js';
-import { datasync, FileCallMode, THREAD_POOL_CALLS, type FileCalls } from './file-calls.js';
+import {
+  datasync,
+  FileCallMode,
+  syncPath,
+  THREAD_POOL_CALLS,
+  type FileCalls,
+} from './file-calls.js';
 import { noopLogger, type Logger } from './logger.js';
 import type { TaskInfo } from './task.js';
 
@@ -128,7 +134,7 @@ export async function createFileTaskStore(options: FileTaskStoreOptions): Promis
       if (fd !== undefined) await calls.close(fd);
       fd = undefined;
       await calls.rename(temp, journalPath);
-      await syncDirectory(options.dir);
+      await syncPath(options.dir).catch(() => undefined); // not every platform syncs dirs
       fd = await calls.open(journalPath, 'r+');
       position = data.length;
     } finally {
@@ -298,18 +304,6 @@ async function writeAt(
     const count = await calls.writev(fd, [data.subarray(written)], position + written);
     if (count === 0) throw new Error('task record write made no progress');
     written += count;
-  }
-}
-
-/** fsync a directory, so a rename in it is durable (not every platform can). */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } catch {
-    // EINVAL/EBADF where directories cannot be synced
-  } finally {
-    await handle.close();
   }
 }
 

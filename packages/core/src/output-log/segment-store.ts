@@ -11,9 +11,15 @@
  * against nine tenths with synchronous writes.
  */
 
-import { open as openHandle, rm as rmFile, rmdir } from 'node:fs/promises';
+import { rm as rmFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { datasync, FileCallMode, THREAD_POOL_CALLS, type FileCalls } from '../file-calls.js';
+import {
+  datasync,
+  FileCallMode,
+  syncPath,
+  THREAD_POOL_CALLS,
+  type FileCalls,
+} from '../file-calls.js';
 import type { OutputFrame } from '../output-log.js';
 import { recoverSegments } from './recovery.js';
 import {
@@ -385,14 +391,5 @@ async function writeAll(
     remaining = remaining.slice(index);
     const first = remaining[0];
     if (first !== undefined && skip > 0) remaining[0] = first.subarray(skip);
-  }
-}
-
-async function syncPath(path: string): Promise<void> {
-  const handle = await openHandle(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
