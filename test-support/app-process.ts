@@ -55,3 +55,18 @@ export function exitOf(child: ChildProcess): Promise<Exit> {
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
 }
+
+/** Run `node --import tsx <main> …args` to its end (--help, --version, bad flags): its exit and output. */
+export async function runSource(
+  main: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<Exit & { stdout: string; stderr: string }> {
+  const child = spawnSource(main, args, env);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exit = await exitOf(child);
+  return { ...exit, stdout, stderr };
+}

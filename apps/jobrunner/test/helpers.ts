@@ -10,6 +10,9 @@ import {
   spawnSource,
   type Exit as ExitResult,
 } from '../../../test-support/app-process.js';
+import { waitFor } from '../../../test-support/wait-for.js';
+
+export { waitFor };
 
 const mainScript = 'apps/jobrunner/src/main.ts';
 
@@ -152,19 +155,6 @@ export function attach(url: string, headers: string[] = []): Attach {
 }
 
 /** Poll `check` until it returns a value other than undefined/false, or fail after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');

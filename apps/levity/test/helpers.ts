@@ -19,6 +19,9 @@ import {
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll } from 'vitest';
+import { waitFor } from '../../../test-support/wait-for.js';
+
+export { waitFor };
 
 export const PROTO_FILE = fileURLToPath(new URL('../proto/levity.proto', import.meta.url));
 const LEVITYD = path.join('apps', 'levity', 'src', 'levityd-main.ts');
@@ -207,23 +210,6 @@ export function protoClient(address: string, options: ProtoClientOptions = {}): 
 
 /** `{task_id: {id}}` */
 export const handle = (id: string) => ({ task_id: { id } });
-
-/** Call `probe` until it returns something other than undefined, or fail after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 10_000,
-  intervalMs = 25,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
 
 /** Poll QueryTask until the state is one of `states`; returns the response. */
 export function waitForState(

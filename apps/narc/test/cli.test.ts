@@ -7,7 +7,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exitOf, spawnSource, testEnv } from '../../../test-support/app-process.js';
+import { runSource, testEnv } from '../../../test-support/app-process.js';
 import {
   freePort,
   natsClient,
@@ -20,15 +20,8 @@ import {
 
 const MAIN = path.join('apps', 'narc', 'src', 'main.ts');
 
-async function runCli(args: string[], env: Record<string, string> = {}) {
-  const child = spawnSource(MAIN, args, testEnv('NARC_', env));
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exit = await exitOf(child);
-  return { ...exit, stdout, stderr };
-}
+const runCli = (args: string[], env: Record<string, string> = {}) =>
+  runSource(MAIN, args, testEnv('NARC_', env));
 
 let nats: NatsServerProcess;
 beforeAll(async () => {

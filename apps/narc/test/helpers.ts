@@ -16,6 +16,9 @@ import {
   runSsh as runOpenSsh,
   type InteractiveSsh,
 } from '../../../test-support/openssh.js';
+import { waitFor } from '../../../test-support/wait-for.js';
+
+export { waitFor };
 
 export type { InteractiveSsh } from '../../../test-support/openssh.js';
 
@@ -24,22 +27,6 @@ const MAIN = path.join('apps', 'narc', 'src', 'main.ts');
 
 /** The image `scripts/services.sh up` builds. */
 export const TEST_IMAGE = process.env.OVERTHERE_TEST_IMAGE ?? 'overthere-test:busybox';
-
-/** Poll `probe` until it returns something other than undefined, or fail after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 10_000,
-  intervalMs = 50,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
 
 // ---- nats-server ----------------------------------------------------------
 

@@ -11,9 +11,13 @@ import {
   REPO_ROOT,
   exitOf,
   spawnSource,
+  runSource,
   testEnv,
   type Exit,
 } from '../../../test-support/app-process.js';
+import { waitFor } from '../../../test-support/wait-for.js';
+
+export { waitFor };
 
 const MAIN = path.join('apps', 'rtot', 'src', 'main.ts');
 
@@ -22,17 +26,11 @@ export const GO_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,9})? \+0000 
 export const GO_ZERO_TIME = '0001-01-01 00:00:00 +0000 UTC';
 
 /** Run the CLI to its end (for --help, --version, bad flags). */
-export async function runCli(
+export function runCli(
   args: readonly string[],
   env: Record<string, string> = {},
 ): Promise<Exit & { stdout: string; stderr: string }> {
-  const child = spawnSource(MAIN, args, testEnv('RTOT_', env));
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exit = await exitOf(child);
-  return { ...exit, stdout, stderr };
+  return runSource(MAIN, args, testEnv('RTOT_', env));
 }
 
 export interface RunningServer {
@@ -175,23 +173,6 @@ export function curl(url: string, options: CurlOptions = {}): Promise<CurlRespon
       }
     });
   });
-}
-
-/** Call `probe` until it returns something other than undefined, or fail after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 10_000,
-  intervalMs = 25,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
 }
 
 /** True while a process with this pid exists. */

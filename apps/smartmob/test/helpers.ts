@@ -11,7 +11,14 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { exitOf, spawnSource, testEnv, type Exit } from '../../../test-support/app-process.js';
+import {
+  exitOf,
+  spawnSource,
+  runSource,
+  testEnv,
+  type Exit,
+} from '../../../test-support/app-process.js';
+import { waitFor as sharedWaitFor } from '../../../test-support/wait-for.js';
 
 const MAIN = path.join('apps', 'smartmob', 'src', 'main.ts');
 
@@ -30,17 +37,11 @@ export const FAST_FLAGS = [
 ];
 
 /** Run the CLI to its end (for --help, --version, bad flags). */
-export async function runCli(
+export function runCli(
   args: readonly string[],
   env: Record<string, string> = {},
 ): Promise<Exit & { stdout: string; stderr: string }> {
-  const child = spawnSource(MAIN, args, testEnv('SMARTMOB_', env));
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exit = await exitOf(child);
-  return { ...exit, stdout, stderr };
+  return runSource(MAIN, args, testEnv('SMARTMOB_', env));
 }
 
 /** A running agent. */
@@ -261,21 +262,13 @@ export async function waitForStatus(
   );
 }
 
-/** Call `probe` until it returns something other than undefined, or fail after `timeoutMs`. */
-export async function waitFor<T>(
+/** {@link sharedWaitFor} with this suite's longer default (an agent fetches and unpacks first). */
+export function waitFor<T>(
   what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
   timeoutMs = 15_000,
-  intervalMs = 25,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
+  return sharedWaitFor(what, probe, timeoutMs);
 }
 
 /** A console connection: the lines received so far, and a way to wait for more. */

@@ -2,6 +2,9 @@
 import type { Readable } from 'node:stream';
 import type { ExitStatus, Process } from '@overthere/core';
 import Docker from 'dockerode';
+import { waitFor } from '../../../test-support/wait-for.js';
+
+export { waitFor };
 
 /** The image `scripts/services.sh up` builds: busybox sh and utilities, no bash. */
 export const TEST_IMAGE = process.env.OVERTHERE_TEST_IMAGE ?? 'overthere-test:busybox';
@@ -94,16 +97,3 @@ export async function containerExists(id: string): Promise<boolean> {
 export const sh = (script: string): string[] => ['/bin/sh', '-c', script];
 
 /** Poll `check` (where there is no event to await) until it returns something other than undefined/false. */
-export async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
