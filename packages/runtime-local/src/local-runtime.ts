@@ -22,8 +22,8 @@ import { errorCode } from './process-group.js';
 import { launchPty, openPtyMasters } from './pty-launch.js';
 import { createTaskProcess, validateTtySize, type TaskProcess } from './task-process.js';
 import { resolveUser, type Credentials } from './user.js';
-import { createNativeSpawner, type WatchTable } from './native-spawn.js';
-import { createSpawner } from './spawner.js';
+import { createNativeSpawner } from './native-spawn.js';
+import { createSpawner, type WatchTable } from './spawner.js';
 
 /** Options for {@link createLocalRuntime}. */
 export interface LocalRuntimeOptions {

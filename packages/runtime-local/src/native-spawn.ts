@@ -5,9 +5,9 @@
  *
  * Why: a Node fork, even in the small spawner process, costs about a
  * millisecond of CPU (page tables, copy-on-write faults, IPC of three
- * descriptors); posix_spawn's vfork-style clone copies nothing and pauses
- * the agent only until the child has exec'd. Spawning /bin/true goes from
- * about 400 to about 1700 processes per second.
+ * descriptors); posix_spawn's vfork-style clone copies nothing, on a thread
+ * of the addon. `pnpm bench spawn` went from about 400-650 to 620-1170
+ * starts of /bin/true per second (one and sixteen at a time).
  *
  * The Node spawner stays the watchdog (it reads the groups to kill from a
  * table in shared memory) and starts what the addon cannot: tasks that switch
@@ -20,7 +20,14 @@ import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import type { MainExit } from './task-process.js';
-import { SpawnError, type SpawnRequest, type SpawnedChild, type Spawner } from './spawner.js';
+import { DEFAULT_PATH } from './preflight.js';
+import {
+  SpawnError,
+  type SpawnRequest,
+  type SpawnedChild,
+  type Spawner,
+  type WatchTable,
+} from './spawner.js';
 
 /** The addon's functions (see native/spawn.c). */
 interface Binding {
@@ -50,9 +57,6 @@ const FAILED = 1;
 const EXITED = 2;
 
 const ADDON = new URL('../native/build/overthere_spawn.node', import.meta.url);
-
-/** What execvp searches when the environment has no PATH (glibc, libuv). */
-const DEFAULT_PATH = '/usr/bin:/bin';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]),
@@ -162,13 +166,6 @@ function envArray(env: Readonly<Record<string, string>>): string[] {
   return strings;
 }
 
-/** The shared watch table of one native spawner, for its Node spawner (the watchdog). */
-export interface WatchTable {
-  fd: number;
-  bytes: number;
-  hasWatched: () => boolean;
-}
-
 /**
  * A Spawner that starts what it can natively and hands the rest to the Node
  * spawner `makeFallback` makes. That one is the watchdog: groups to watch go
@@ -192,6 +189,8 @@ export function createNativeSpawner(
       : { fd: opened[1], bytes: opened[2], hasWatched: () => watched.size > 0 },
   );
   let closed = false;
+  /** Spawns of this spawner still queued in the addon (its table must outlive them). */
+  const inFlight = new Set<Promise<SpawnedChild>>();
 
   const watch = (id: number): void => {
     watched.add(id);
@@ -208,7 +207,7 @@ export function createNativeSpawner(
       // posix_spawn cannot switch user: the Node spawner does it.
       if (request.credentials !== undefined) return fallback.spawn(request);
       const id = nextSpawnId++;
-      return new Promise((resolve, reject) => {
+      const started = new Promise<SpawnedChild>((resolve, reject) => {
         const before = spawning.size + running.size;
         binding.spawn(
           id,
@@ -223,6 +222,10 @@ export function createNativeSpawner(
         spawning.set(id, { request, resolve, reject, watch });
         updateRef(before);
       });
+      inFlight.add(started);
+      const settled = () => inFlight.delete(started);
+      started.then(settled, settled);
+      return started;
     },
     ensureRunning: () => fallback.ensureRunning(),
     register(id) {
@@ -238,10 +241,8 @@ export function createNativeSpawner(
     async close() {
       if (closed) return fallback.close();
       closed = true;
-      // No spawn of ours is pending once the last one settled: the table can go.
-      while ([...spawning.values()].some((pending) => pending.watch === watch)) {
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
+      // The spawn thread marks children in the table: it goes after the last spawn.
+      await Promise.allSettled(inFlight);
       await fallback.close();
       if (slot >= 0) binding.closeWatchTable(slot);
     },

@@ -10,7 +10,7 @@ import { OverthereError } from '@overthere/core';
 import { errorCode } from './process-group.js';
 
 /** What execvp searches when the environment has no PATH (glibc, libuv). */
-const DEFAULT_PATH = '/usr/bin:/bin';
+export const DEFAULT_PATH = '/usr/bin:/bin';
 
 /** Rejects with SPAWN_FAILED unless `cwd` is an existing, searchable directory. */
 export async function checkCwd(cwd: string): Promise<void> {

@@ -89,12 +89,19 @@ export interface SpawnerOptions {
   leakedFds?: () => readonly number[];
   /** A /dev/null descriptor for those. */
   devNull?: () => number;
-  /**
-   * A shared table of more groups to watch (native spawn's memfd: one bit per
-   * pid), read by the spawner when the agent dies; `hasWatched` says whether
-   * any bit is set, so a killed spawner is replaced.
-   */
-  watchTable?: { fd: number; bytes: number; hasWatched: () => boolean };
+  /** A shared table of more groups to watch (native spawn's). */
+  watchTable?: WatchTable;
+}
+
+/**
+ * A table of process groups to watch in shared memory (a memfd, one bit per
+ * pid), read by the spawner when the agent dies.
+ */
+export interface WatchTable {
+  fd: number;
+  bytes: number;
+  /** Whether any bit is set: then a killed spawner is replaced at once. */
+  hasWatched: () => boolean;
 }
 
 /**
@@ -263,14 +270,7 @@ export function createSpawner(options: SpawnerOptions): Spawner {
     });
   }
 
-  // Registrations and unregistrations of one burst (many tasks starting or
-  // ending in the same tick) go out as one message each.
-  let registering: number[] = [];
-  function flushRegister(): void {
-    const ids = registering.filter((id) => registered.has(id));
-    registering = [];
-    if (!closed && ids.length > 0) send({ t: '+', ids });
-  }
+  // Unregistrations of one burst (many tasks ending in the same tick) go out as one message.
   let unregistering: number[] = [];
   function flushUnregister(): void {
     const ids = unregistering;
@@ -329,10 +329,7 @@ export function createSpawner(options: SpawnerOptions): Spawner {
     register(id) {
       if (closed || id <= 1) return;
       registered.add(id);
-      // Started now (it reads the message when it is up); the message waits for the burst.
-      ensureStarted();
-      if (registering.length === 0) queueMicrotask(flushRegister);
-      registering.push(id);
+      send({ t: '+', ids: [id] });
     },
 
     unregister(id) {
@@ -344,8 +341,6 @@ export function createSpawner(options: SpawnerOptions): Spawner {
 
     async close() {
       if (closed) return connection?.exited;
-      // Registered just now: still watched, so killed by the closing spawner.
-      flushRegister();
       closed = true;
       const current = connection;
       if (current === undefined) return;

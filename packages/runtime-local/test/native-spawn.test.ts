@@ -5,8 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { noopLogger } from '@overthere/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNativeSpawner, nativeSpawnSupport, type WatchTable } from '../src/native-spawn.js';
-import { createSpawner, SpawnError, type SpawnRequest, type Spawner } from '../src/spawner.js';
+import { createNativeSpawner, nativeSpawnSupport } from '../src/native-spawn.js';
+import {
+  createSpawner,
+  SpawnError,
+  type SpawnRequest,
+  type Spawner,
+  type WatchTable,
+} from '../src/spawner.js';
 import { waitForDeath } from './helpers.js';
 
 const support = nativeSpawnSupport();
