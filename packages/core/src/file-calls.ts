@@ -86,6 +86,32 @@ export const THREAD_POOL_CALLS: FileCalls = {
     callback<string | undefined>((done) => mkdir(path, { recursive: true, mode }, done)),
 };
 
+/** Write all of `buffers` at `position`, carrying on after a short write. */
+export async function writeAll(
+  calls: FileCalls,
+  fd: number,
+  buffers: Buffer[],
+  position: number,
+): Promise<void> {
+  let remaining = buffers;
+  let at = position;
+  for (;;) {
+    const written = await calls.writev(fd, remaining, at);
+    at += written;
+    let skip = written;
+    let index = 0;
+    while (index < remaining.length && skip >= (remaining[index]?.length ?? 0)) {
+      skip -= remaining[index]?.length ?? 0;
+      index += 1;
+    }
+    if (index >= remaining.length) return;
+    if (written === 0) throw new Error('a file write made no progress');
+    remaining = remaining.slice(index);
+    const first = remaining[0];
+    if (first !== undefined && skip > 0) remaining[0] = first.subarray(skip);
+  }
+}
+
 /** fsync a file or a directory by path (a directory: so a rename in it is durable). */
 export async function syncPath(path: string): Promise<void> {
   const handle = await openHandle(path, 'r');
@@ -140,10 +166,5 @@ export class FileCallMode {
         }
       },
     };
-  }
-
-  /** Whether the next batch would be synchronous (tests). */
-  get synchronousNow(): boolean {
-    return this.adaptive && performance.now() >= this.threadPoolUntil;
   }
 }

@@ -6,13 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OverthereError } from './errors.js';
-import {
-  datasync,
-  FileCallMode,
-  syncPath,
-  THREAD_POOL_CALLS,
-  type FileCalls,
-} from './file-calls.js';
+import { datasync, FileCallMode, syncPath, THREAD_POOL_CALLS, writeAll } from './file-calls.js';
 import { noopLogger, type Logger } from './logger.js';
 import type { TaskInfo } from './task.js';
 
@@ -126,7 +120,7 @@ export async function createFileTaskStore(options: FileTaskStoreOptions): Promis
     try {
       const tempFd = await calls.open(temp, 'w', 0o600);
       try {
-        await writeAt(calls, tempFd, data, 0);
+        await writeAll(calls, tempFd, [data], 0);
         await datasync(tempFd);
       } finally {
         await calls.close(tempFd);
@@ -150,6 +144,10 @@ export async function createFileTaskStore(options: FileTaskStoreOptions): Promis
 
   let next: Batch | undefined;
   let writing: Promise<void> | undefined;
+
+  async function flush(): Promise<void> {
+    while (writing !== undefined) await writing;
+  }
 
   function newBatch(): Batch {
     let settle!: (error?: Error) => void;
@@ -191,7 +189,7 @@ export async function createFileTaskStore(options: FileTaskStoreOptions): Promis
     try {
       fd ??= await calls.open(journalPath, 'r+');
       try {
-        await writeAt(calls, fd, data, position);
+        await writeAll(calls, fd, [data], position);
         await datasync(fd);
       } catch (error) {
         // Cut off whatever part made it, so the next line starts a line.
@@ -229,11 +227,9 @@ export async function createFileTaskStore(options: FileTaskStoreOptions): Promis
       assertValidId(id);
       return join(taskDir(id), 'output');
     },
-    async flush() {
-      while (writing !== undefined) await writing;
-    },
+    flush,
     async close() {
-      while (writing !== undefined) await writing;
+      await flush();
       if (fd === undefined) return;
       const closing = fd;
       fd = undefined;
@@ -290,21 +286,6 @@ async function loadLegacyRecords(tasksDir: string, logger: Logger): Promise<Map<
     }
   }
   return records;
-}
-
-/** Writes all of `data` at `position` of the file `fd`. */
-async function writeAt(
-  calls: FileCalls,
-  fd: number,
-  data: Buffer,
-  position: number,
-): Promise<void> {
-  let written = 0;
-  while (written < data.length) {
-    const count = await calls.writev(fd, [data.subarray(written)], position + written);
-    if (count === 0) throw new Error('task record write made no progress');
-    written += count;
-  }
 }
 
 /** A store that keeps nothing across restarts; output stays in memory. */

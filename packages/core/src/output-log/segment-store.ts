@@ -18,6 +18,7 @@ import {
   FileCallMode,
   syncPath,
   THREAD_POOL_CALLS,
+  writeAll,
   type FileCalls,
 } from '../file-calls.js';
 import type { OutputFrame } from '../output-log.js';
@@ -366,30 +367,4 @@ function encodeBatch(
   }
   if (position > pending) buffers.push(scratch.subarray(pending, position));
   return { buffers, bytes, dataBytes, endSeq: end, offsets: after };
-}
-
-/** Write all of `buffers` at `position`, carrying on after a short write. */
-async function writeAll(
-  operations: FileCalls,
-  fd: number,
-  buffers: Buffer[],
-  position: number,
-): Promise<void> {
-  let remaining = buffers;
-  let at = position;
-  for (;;) {
-    const written = await operations.writev(fd, remaining, at);
-    at += written;
-    let skip = written;
-    let index = 0;
-    while (index < remaining.length && skip >= (remaining[index]?.length ?? 0)) {
-      skip -= remaining[index]?.length ?? 0;
-      index += 1;
-    }
-    if (index >= remaining.length) return;
-    if (written === 0) throw new Error('output log write made no progress');
-    remaining = remaining.slice(index);
-    const first = remaining[0];
-    if (first !== undefined && skip > 0) remaining[0] = first.subarray(skip);
-  }
 }

@@ -42,12 +42,6 @@ const FLUSH_DELAY_MS = 1;
 const READER_SLACK_FACTOR = 4;
 const MAX_READER_SLACK_BYTES = 4 * MIB;
 /**
- * A follower holds the producer back while it reads from disk, or once the
- * memory it has yet to read passes half the slack (see `followerHoldBytes`):
- * like a pipe, a fast task waits for its watchers instead of outrunning them
- * into a gap.
- */
-/**
  * A follower that reads nothing for this long while it holds the producer
  * back (a stalled client) is let go: the task runs on, and that follower
  * falls behind (to disk, then to a gap) until it catches up.
@@ -148,9 +142,13 @@ class SegmentedOutputLog implements OutputLog {
   private activeReaders = 0;
   /** The next seq of each reader iterating right now. */
   private readonly readerPositions = new Set<ReaderPosition>();
-  /** Memory a live follower may have unread before the producer waits for it. */
+  /**
+   * A follower holds the producer back while it reads from disk, or once its
+   * unread frames fill memory up to this mark (half the slack): like a pipe,
+   * a fast task waits for its watchers instead of outrunning them into a gap.
+   */
   private readonly followerHoldBytes: number;
-  /** The producer waits for the follower `position` (see MIN_FOLLOWER_HOLD_BYTES). */
+  /** The producer waits for the follower `position`, until it catches up or stalls. */
   private hold:
     | {
         promise: Promise<void>;
