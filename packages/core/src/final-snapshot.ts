@@ -1,4 +1,4 @@
-/** Waiting for a task's end on behalf of a reader that may go away first. */
+/** A task's snapshot for a reader that may outlive it: waiting for its end, or just now. */
 import type { Supervisor } from './supervisor.js';
 import { isFinalState, type TaskInfo } from './task.js';
 
@@ -30,4 +30,13 @@ export function finalSnapshot(
     };
     waiting.then(settle, () => settle(undefined));
   });
+}
+
+/** The task's snapshot now, or undefined when it is unknown (removed meanwhile). */
+export function knownTask(supervisor: Supervisor, id: string): TaskInfo | undefined {
+  try {
+    return supervisor.get(id);
+  } catch {
+    return undefined;
+  }
 }

@@ -32,7 +32,7 @@ export type {
   SpawnContext,
 } from './runtime.js';
 export { FINAL_STATES, isFinalState } from './task.js';
-export { finalSnapshot } from './final-snapshot.js';
+export { finalSnapshot, knownTask } from './final-snapshot.js';
 export type { TaskInfo, TaskState } from './task.js';
 export { createOutputLog } from './output-log.js';
 export type {

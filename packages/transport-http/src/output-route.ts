@@ -15,6 +15,7 @@ import {
   type Supervisor,
   type TaskInfo,
   finalSnapshot,
+  knownTask,
 } from '@overthere/core';
 import type { ApiMetrics } from './metrics.js';
 import {
@@ -232,7 +233,7 @@ export async function serveOutput(
     if (!signal.aborted && !cut) {
       const task = parsed.follow
         ? await finalSnapshot(supervisor, id, signal)
-        : safeGet(supervisor, id);
+        : knownTask(supervisor, id);
       if (task !== undefined && !signal.aborted && parsed.format !== 'raw') {
         await write(encode({ type: 'end', task }));
       }
@@ -250,13 +251,5 @@ export async function serveOutput(
     } else if (!response.writableEnded) {
       response.end();
     }
-  }
-}
-
-function safeGet(supervisor: Supervisor, id: string): TaskInfo | undefined {
-  try {
-    return supervisor.get(id);
-  } catch {
-    return undefined;
   }
 }

@@ -13,6 +13,7 @@ import type {
 import {
   OverthereError,
   isFinalState,
+  knownTask,
   parseSignal,
   type KillPolicy,
   type Runtime,
@@ -117,15 +118,6 @@ function parseLabels(values: string[] | undefined): Record<string, string> | und
     labels[value.slice(0, equals)] = value.slice(equals + 1);
   }
   return labels;
-}
-
-/** The task as it is now (as it was, if it is gone meanwhile). */
-function currentTask(supervisor: Supervisor, task: TaskInfo): TaskInfo {
-  try {
-    return supervisor.get(task.id);
-  } catch {
-    return task;
-  }
 }
 
 function noQuery(request: FastifyRequest): void {
@@ -268,7 +260,8 @@ export const overthereApi: FastifyPluginAsync<OverthereApiOptions> = async (scop
     // the answer is the task once final, or as it is at the timeout.
     const answer = wait
       ? ((await waitBounded(supervisor.wait(task.id), timeoutMs ?? DEFAULT_WAIT_MS, shutdown)) ??
-        currentTask(supervisor, task))
+        knownTask(supervisor, task.id) ??
+        task)
       : task;
     return reply
       .code(201)

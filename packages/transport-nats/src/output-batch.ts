@@ -9,8 +9,8 @@ import {
   OverthereError,
   type OutputStream,
   type Supervisor,
-  type TaskInfo,
   finalSnapshot,
+  knownTask,
 } from '@overthere/core';
 import {
   checkFields,
@@ -188,7 +188,7 @@ export async function serveOutputBatch(
     if (complete && !stoppedEarly && !timedOut) {
       const end = follow
         ? await finalSnapshot(supervisor, id, controller.signal)
-        : safeGet(supervisor, id);
+        : knownTask(supervisor, id);
       if (end !== undefined) header.end = end;
     }
     return encodeBatch(header, chunks);
@@ -199,13 +199,5 @@ export async function serveOutputBatch(
     // Left at a yield after a break, the reader would stay registered with
     // the log for good (holding its producer back, keeping the GC waiting).
     await iterator.return?.(undefined).catch(() => undefined);
-  }
-}
-
-function safeGet(supervisor: Supervisor, id: string): TaskInfo | undefined {
-  try {
-    return supervisor.get(id);
-  } catch {
-    return undefined;
   }
 }
