@@ -5,12 +5,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile, rename, rm, rmdir, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, rmdir, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import {
   OverthereError,
   noopLogger,
+  writeFileAtomic,
   type Logger,
   type Process,
   type ProcessHandle,
@@ -247,14 +248,10 @@ export async function createDockerRuntime(
   };
 
   const cursorPath = (containerId: string) => join(cursorDir, `${containerId}.json`);
-  // Replaced whole (a temp file renamed over it): an agent killed mid-write
-  // must not leave an empty cursor, which would replay the output from the start.
-  let cursorTemp = 0;
-  const saveCursor = async (containerId: string, counts: StreamCounts) => {
-    const temp = `${cursorPath(containerId)}.${process.pid}.${(cursorTemp += 1)}.tmp`;
-    await writeFile(temp, JSON.stringify(counts));
-    await rename(temp, cursorPath(containerId));
-  };
+  // Replaced whole: an agent killed mid-write must not leave an empty cursor,
+  // which would replay the output from the start.
+  const saveCursor = (containerId: string, counts: StreamCounts) =>
+    writeFileAtomic(cursorPath(containerId), JSON.stringify(counts));
   const readCursor = async (containerId: string): Promise<StreamCounts> => {
     try {
       const parsed = JSON.parse(
