@@ -2,9 +2,9 @@
  * TaskStore: durable task records. The supervisor saves a record on every state
  * change and loads them all once at start to recover.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from './data-dir.js';
 import { OverthereError } from './errors.js';
 import { datasync, FileCallMode, syncPath, THREAD_POOL_CALLS, writeAll } from './file-calls.js';
 import { noopLogger, type Logger } from './logger.js';
@@ -107,33 +107,20 @@ export async function createFileTaskStore(options: FileTaskStoreOptions): Promis
   for (const [id, line] of legacy) setCommitted(id, line);
   for (const [id, line] of await readJournal(journalPath, logger)) setCommitted(id, line);
 
-  // Open and append at `position`; compaction swaps the file underneath.
+  // Appended at `position`, opened at the first write after a compaction.
   const callMode = new FileCallMode();
   let fd: number | undefined;
   let position = 0;
 
   /** Write every live record to a new journal, make it durable, and put it in place. */
   async function compact(): Promise<void> {
-    const temp = `${journalPath}.${randomBytes(6).toString('hex')}.tmp`;
     const data = Buffer.from([...committed.values()].map((line) => `${line}\n`).join(''));
-    const { calls, end } = callMode.begin();
-    try {
-      const tempFd = await calls.open(temp, 'w', 0o600);
-      try {
-        await writeAll(calls, tempFd, [data], 0);
-        await datasync(tempFd);
-      } finally {
-        await calls.close(tempFd);
-      }
-      if (fd !== undefined) await calls.close(fd);
-      fd = undefined;
-      await calls.rename(temp, journalPath);
-      await syncPath(options.dir).catch(() => undefined); // not every platform syncs dirs
-      fd = await calls.open(journalPath, 'r+');
-      position = data.length;
-    } finally {
-      end();
-    }
+    await writeFileAtomic(journalPath, data);
+    await syncPath(options.dir).catch(() => undefined); // not every platform syncs dirs
+    // The old journal's descriptor: the next write opens the new one.
+    if (fd !== undefined) await THREAD_POOL_CALLS.close(fd);
+    fd = undefined;
+    position = data.length;
   }
 
   await compact();
