@@ -2,10 +2,11 @@
  * The HTTP agent under load, in its own process as deployed:
  * - `/v1` exec of `/bin/true` (create + wait for exit, in one request) driven by
  *   autocannon at concurrency 1, 8 and 32, and at 8 as two requests, beside raw
- *   `child_process.spawn` at the same concurrency;
+ *   `child_process.spawn` at the same concurrency, and at 8 beside a Go webhook
+ *   server (bench/go-webhook, built when `go` is on PATH) under the same load;
  * - a 1 GiB task output streamed to an HTTP client, beside a Node pipe → TCP socket.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
@@ -25,49 +26,84 @@ interface Agent {
   child: ChildProcess;
 }
 
+/**
+ * The Go webhook baseline, built into a temp dir; undefined (with the reason
+ * printed) when there is no Go toolchain.
+ */
+function buildGoWebhook(outDir: string): string | undefined {
+  const binary = join(outDir, 'go-webhook');
+  try {
+    execFileSync('go', ['build', '-o', binary, '.'], {
+      cwd: join(REPO_ROOT, 'bench/go-webhook'),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    return binary;
+  } catch (error) {
+    process.stderr.write(`Go webhook baseline not measured: ${(error as Error).message}\n`);
+    return undefined;
+  }
+}
+
+/** Start a server that prints `listening on <url>` on stdout or stderr; resolves to its URL. */
+async function startServer(
+  command: string,
+  args: string[],
+  output: 'stdout' | 'stderr',
+): Promise<Agent> {
+  const child = spawn(command, args, {
+    cwd: REPO_ROOT,
+    stdio: [
+      'ignore',
+      output === 'stdout' ? 'pipe' : 'ignore',
+      output === 'stderr' ? 'pipe' : 'ignore',
+    ],
+  });
+  const lines = createInterface({ input: child[output]! });
+  const url = await new Promise<string>((resolve, reject) => {
+    lines.on('line', (line) => {
+      const match = /listening on (https?:\/\/[^\s,]+)/.exec(line);
+      if (match?.[1]) resolve(match[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`${command} exited with ${code}`)));
+  });
+  return { url, child };
+}
+
 /** Start overthere-agent: the build when there is one (as deployed), else the sources through tsx. */
 async function startAgent(dataDir: string): Promise<Agent> {
   const built = join(REPO_ROOT, 'apps/agent/dist/main.js');
   const entry = existsSync(built) ? [built] : ['--import', 'tsx', 'apps/agent/src/main.ts'];
-  const child = spawn(
+  return startServer(
     process.execPath,
     [
       ...entry,
       // The default output cap (64 MiB): the follower holds the task back rather than lose bytes.
       ...['--port', '0', '--data-dir', dataDir, '--log-level', 'warn', '--ttl', '60s'],
     ],
-    {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
+    'stderr',
   );
-  const lines = createInterface({ input: child.stderr });
-  const url = await new Promise<string>((resolve, reject) => {
-    lines.on('line', (line) => {
-      const match = /listening on (https?:\/\/[^\s,]+)/.exec(line);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`agent exited with ${code}`)));
-  });
-  return { url, child };
 }
 
-async function stopAgent(agent: Agent): Promise<void> {
+async function stopServer(agent: Agent): Promise<void> {
   const exited = new Promise((resolve) => agent.child.once('exit', resolve));
   agent.child.kill('SIGTERM');
   await exited;
 }
 
+/** How an exec is asked for. */
+type ExecForm = 'wait' | 'two-requests' | 'go-webhook';
+
 /**
  * Execs of /bin/true, `connections` at once, for `durationS` seconds: one
  * `POST /v1/tasks?wait=1` each (a webhook's way: the answer is the final
- * task), or with `twoRequests` a create and then a `GET …/wait`.
+ * task), or a create and then a `GET …/wait`, or one `POST /hooks/run` to
+ * the Go webhook.
  */
 async function execLoad(
   url: string,
   connections: number,
   durationS: number,
-  twoRequests = false,
+  form: ExecForm = 'wait',
 ): Promise<{ rate: number; p50: number; p99: number; errors: number }> {
   const create = {
     method: 'POST' as const,
@@ -78,36 +114,38 @@ async function execLoad(
     url,
     connections,
     duration: durationS,
-    requests: twoRequests
-      ? [
-          {
-            ...create,
-            path: '/v1/tasks',
-            onResponse: (_status: number, body: string, context: object) => {
-              (context as { id?: string }).id = (JSON.parse(body) as { id: string }).id;
+    requests:
+      form === 'two-requests'
+        ? [
+            {
+              ...create,
+              path: '/v1/tasks',
+              onResponse: (_status: number, body: string, context: object) => {
+                (context as { id?: string }).id = (JSON.parse(body) as { id: string }).id;
+              },
             },
-          },
-          {
-            method: 'GET',
-            setupRequest: (req, context: object) => ({
-              ...req,
-              path: `/v1/tasks/${(context as { id?: string }).id ?? ''}/wait`,
-            }),
-          },
-        ]
-      : [
-          {
-            ...create,
-            path: '/v1/tasks?wait=1',
-            onResponse: (status: number, body: string) => {
-              if (status !== 201 || (JSON.parse(body) as { state: string }).state !== 'exited') {
-                throw new Error(`exec did not end: ${status} ${body}`);
-              }
+            {
+              method: 'GET',
+              setupRequest: (req, context: object) => ({
+                ...req,
+                path: `/v1/tasks/${(context as { id?: string }).id ?? ''}/wait`,
+              }),
             },
-          },
-        ],
+          ]
+        : [
+            {
+              ...create,
+              path: form === 'go-webhook' ? '/hooks/run' : '/v1/tasks?wait=1',
+              onResponse: (status: number, body: string) => {
+                const answer = JSON.parse(body) as { state?: string; exitCode?: number };
+                if (status !== 201 || (answer.state !== 'exited' && answer.exitCode !== 0)) {
+                  throw new Error(`exec did not end: ${status} ${body}`);
+                }
+              },
+            },
+          ],
   });
-  const requestsPerExec = twoRequests ? 2 : 1;
+  const requestsPerExec = form === 'two-requests' ? 2 : 1;
   return {
     rate: result.requests.average / requestsPerExec,
     p50: result.latency.p50,
@@ -171,37 +209,54 @@ async function streamFromAgent(url: string): Promise<number> {
 
 export async function httpBenchmarks(): Promise<BenchResult[]> {
   const dataDir = await mkdtemp(join(tmpdir(), 'overthere-bench-http-'));
-  const agent = await startAgent(dataDir);
+  const goWebhook = buildGoWebhook(dataDir);
+  const agent = await startAgent(join(dataDir, 'agent'));
   const results: BenchResult[] = [];
   try {
     await execLoad(agent.url, 4, 2); // warm up
-    for (const [connections, twoRequests] of [
-      [1, false],
-      [8, false],
-      [32, false],
-      [8, true],
+    for (const [connections, form] of [
+      [1, 'wait'],
+      [8, 'wait'],
+      [32, 'wait'],
+      [8, 'two-requests'],
     ] as const) {
-      const ours = await execLoad(agent.url, connections, 8, twoRequests);
+      const ours = await execLoad(agent.url, connections, 8, form);
       const raw = await runConcurrently(connections * 100, connections, rawSpawnTrue);
       const rawRate = ((connections * 100) / raw.wallMs) * 1000;
-      const form = twoRequests ? 'create, then GET /wait' : 'POST ?wait=1';
+      const extra = { 'request p50 ms': ours.p50, 'request p99 ms': ours.p99, errors: ours.errors };
+      const name = `/v1 exec /bin/true (${form === 'wait' ? 'POST ?wait=1' : 'create, then GET /wait'}) c=${connections}`;
       results.push(
         compare(
-          `/v1 exec /bin/true (${form}) c=${connections}`,
+          name,
           'execs/s',
           'higher',
           ours.rate,
           { name: 'raw spawn', value: rawRate },
-          connections === 8 && !twoRequests
-            ? '≥ 2200/s (Go webhook, measured elsewhere)'
-            : undefined,
-          {
-            'request p50 ms': ours.p50,
-            'request p99 ms': ours.p99,
-            errors: ours.errors,
-          },
+          undefined,
+          extra,
         ),
       );
+      if (connections === 8 && form === 'wait' && goWebhook !== undefined) {
+        // The target's yardstick, under the same load right after ours.
+        const go = await startServer(goWebhook, [], 'stdout');
+        try {
+          await execLoad(go.url, 4, 1, 'go-webhook'); // warm up
+          const theirs = await execLoad(go.url, connections, 8, 'go-webhook');
+          results.push(
+            compare(
+              `${name} vs Go webhook`,
+              'execs/s',
+              'higher',
+              ours.rate,
+              { name: 'Go webhook (net/http + os/exec)', value: theirs.rate },
+              '≥ 1.0× (2200/s measured elsewhere)',
+              { 'Go p50 ms': theirs.p50, 'Go errors': theirs.errors },
+            ),
+          );
+        } finally {
+          await stopServer(go);
+        }
+      }
     }
     let rawMs = Number.POSITIVE_INFINITY;
     let oursMs = Number.POSITIVE_INFINITY;
@@ -221,7 +276,7 @@ export async function httpBenchmarks(): Promise<BenchResult[]> {
       ),
     );
   } finally {
-    await stopAgent(agent);
+    await stopServer(agent);
     await rm(dataDir, { recursive: true, force: true });
   }
   return results;

@@ -16,6 +16,7 @@
  */
 import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
+import { Readable } from 'node:stream';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
@@ -32,7 +33,16 @@ import {
 /** The addon's functions (see native/spawn.c). */
 interface Binding {
   init(
-    onEvent: (kind: number, a: number, b: number, c: number, d: number, e: number) => void,
+    onEvent: (
+      kind: number,
+      a: number,
+      b: number,
+      c: number,
+      d: number,
+      e: number,
+      f: number,
+      data: Buffer | undefined,
+    ) => void,
   ): boolean;
   spawn(
     id: number,
@@ -49,12 +59,16 @@ interface Binding {
   openWatchTable(): [slot: number, fd: number, bytes: number] | null;
   watch(slot: number, id: number, on: boolean): void;
   closeWatchTable(slot: number): void;
+  ack(fd: number, generation: number, bytes: number): void;
+  closeOutput(fd: number, generation: number): void;
 }
 
 /** The first argument of the addon's events. */
 const SPAWNED = 0;
 const FAILED = 1;
 const EXITED = 2;
+const OUTPUT = 3;
+const OUTPUT_END = 4;
 
 const ADDON = new URL('../native/build/overthere_spawn.node', import.meta.url);
 
@@ -78,31 +92,120 @@ const spawning = new Map<
 >();
 /** Running native children: pid → what settles their exit. */
 const running = new Map<number, (exit: MainExit) => void>();
+/** Output streams the addon reads: fd → stream (the generation tells a reused fd apart). */
+const outputs = new Map<number, NativeOutput>();
+
+/**
+ * A child's stdout or stderr, read by the addon's watcher thread. The addon
+ * runs at most a megabyte ahead of what this stream's reader has taken.
+ * Each chunk is handed on as it came (object mode): a byte-mode stream joins
+ * whatever is buffered into a new buffer on every read, a copy of each byte.
+ */
+class NativeOutput extends Readable {
+  /** Bytes pushed that the addon has not been told were taken. */
+  private unacked = 0;
+  private pipeClosed!: () => void;
+  /** Settles when the pipe reached its end, or was cut (its data may still be unread). */
+  readonly pipeDone = new Promise<void>((resolve) => {
+    this.pipeClosed = resolve;
+  });
+
+  constructor(
+    private readonly fd: number,
+    private readonly generation: number,
+  ) {
+    super({ objectMode: true, highWaterMark: 1 });
+  }
+
+  /** Bytes from the addon; acked once the reader wants more (`_read`). */
+  received(data: Buffer): void {
+    this.unacked += data.length;
+    this.push(data);
+  }
+
+  /** The addon reached the end (errno 0) or failed to read. */
+  ended(errno: number): void {
+    outputs.delete(this.fd);
+    this.pipeClosed();
+    if (errno === 0) this.push(null);
+    else this.destroy(new Error(`reading output failed: ${getSystemErrorName(-errno)}`));
+  }
+
+  /** Stop reading now and end the stream (a descendant outside the group holds the pipe open). */
+  cut(): void {
+    if (this.release()) this.push(null);
+  }
+
+  override _read(): void {
+    if (this.unacked === 0 || outputs.get(this.fd) !== this) return;
+    binding().ack(this.fd, this.generation, this.unacked);
+    this.unacked = 0;
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.release();
+    callback(error);
+  }
+
+  /** Close the pipe if the addon still reads it; true if it did. */
+  private release(): boolean {
+    if (outputs.get(this.fd) !== this) return false;
+    const before = liveCount();
+    outputs.delete(this.fd);
+    binding().closeOutput(this.fd, this.generation);
+    this.pipeClosed();
+    updateRef(before);
+    return true;
+  }
+}
+
+function liveCount(): number {
+  return spawning.size + running.size + outputs.size;
+}
 
 function binding(): Binding {
   return (loaded as { binding: Binding }).binding;
 }
 
-/** Pending spawns and running children keep the event loop alive, as Node's own children do. */
+/** Pending spawns, running children and open output keep the event loop alive, as Node's own children do. */
 function updateRef(before: number): void {
-  const after = spawning.size + running.size;
+  const after = liveCount();
   if (before === 0 && after > 0) binding().ref();
   else if (before > 0 && after === 0) binding().unref();
 }
 
-function onEvent(kind: number, a: number, b: number, c: number, d: number, e: number): void {
-  const before = spawning.size + running.size;
-  if (kind === EXITED) {
+function onEvent(
+  kind: number,
+  a: number,
+  b: number,
+  c: number,
+  d: number,
+  e: number,
+  f: number,
+  data: Buffer | undefined,
+): void {
+  if (kind === OUTPUT) {
+    const output = outputs.get(a);
+    if (output !== undefined && data !== undefined) output.received(data);
+    return;
+  }
+  const before = liveCount();
+  if (kind === OUTPUT_END) {
+    outputs.get(a)?.ended(c);
+  } else if (kind === EXITED) {
     const settle = running.get(a);
     running.delete(a);
+    // The addon SIGKILLed the group before it reaped the leader.
     settle?.(
-      c !== 0 ? { code: null, signal: SIGNAL_NAMES.get(c) ?? null } : { code: b, signal: null },
+      c !== 0
+        ? { code: null, signal: SIGNAL_NAMES.get(c) ?? null, groupKilled: true }
+        : { code: b, signal: null, groupKilled: true },
     );
   } else {
     const pending = spawning.get(a);
     spawning.delete(a);
     if (pending !== undefined) {
-      if (kind === SPAWNED) settleSpawned(pending, b, c, d, e);
+      if (kind === SPAWNED) settleSpawned(pending, b, c, d, e, f);
       else if (kind === FAILED) {
         const code = getSystemErrorName(-b);
         // Node's own wording, as child_process.spawn reports it.
@@ -119,16 +222,41 @@ function settleSpawned(
   stdinFd: number,
   stdoutFd: number,
   stderrFd: number,
+  generation: number,
 ): void {
   const exit = new Promise<MainExit>((resolve) => running.set(pid, resolve));
   // Its own session (pgid = pid): the watchdog kills the group if the agent dies.
   pending.watch(pid);
+  const stdin =
+    stdinFd < 0 ? undefined : new Socket({ fd: stdinFd, readable: false, writable: true });
+  if (generation < 0) {
+    // The addon could not watch the pipes: Node reads them.
+    pending.resolve({
+      pid,
+      stdout: new Socket({ fd: stdoutFd, readable: true, writable: false }),
+      stderr: new Socket({ fd: stderrFd, readable: true, writable: false }),
+      stdin,
+      exit,
+    });
+    return;
+  }
+  const stdout = new NativeOutput(stdoutFd, generation);
+  const stderr = new NativeOutput(stderrFd, generation);
+  outputs.set(stdoutFd, stdout);
+  outputs.set(stderrFd, stderr);
   pending.resolve({
     pid,
-    stdout: new Socket({ fd: stdoutFd, readable: true, writable: false }),
-    stderr: new Socket({ fd: stderrFd, readable: true, writable: false }),
-    stdin: stdinFd < 0 ? undefined : new Socket({ fd: stdinFd, readable: false, writable: true }),
+    stdout,
+    stderr,
+    stdin,
     exit,
+    output: {
+      closed: Promise.all([stdout.pipeDone, stderr.pipeDone]).then(() => undefined),
+      cut() {
+        stdout.cut();
+        stderr.cut();
+      },
+    },
   });
 }
 
@@ -208,7 +336,7 @@ export function createNativeSpawner(
       if (request.credentials !== undefined) return fallback.spawn(request);
       const id = nextSpawnId++;
       const started = new Promise<SpawnedChild>((resolve, reject) => {
-        const before = spawning.size + running.size;
+        const before = liveCount();
         binding.spawn(
           id,
           request.file,

@@ -1,13 +1,14 @@
 /**
- * Starting a process with pipes (no tty). The fork happens in the spawner
- * process (spawner.ts), which hands the pipes back; execa was the first
+ * Starting a process with pipes (no tty), by the native spawner
+ * (native-spawn.ts) or in the Node spawner process (spawner.ts), which hands
+ * the pipes back; execa was the first
  * choice, but its per-spawn promise and stream machinery cost about a fifth of
  * spawn throughput, and we use none of what it adds.
  */
 import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from '@overthere/core';
 import { spawnFailed } from './preflight.js';
-import { SpawnError, type Spawner } from './spawner.js';
+import { SpawnError, type SpawnedChild, type Spawner } from './spawner.js';
 import type { Launched } from './task-process.js';
 
 /** What to start, after the runtime resolved the spec. */
@@ -54,14 +55,8 @@ export async function launchPipe(plan: LaunchPlan, options: PipeLaunchOptions): 
   }
   const { pid, exit } = child;
 
-  const rawStdout = child.stdout;
-  const rawStderr = child.stderr;
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const outputDone = Promise.all([
-    connect(rawStdout, stdout, logger),
-    connect(rawStderr, stderr, logger),
-  ]);
+  const output =
+    child.output === undefined ? copiesOf(child, logger) : directOutput(child, child.output);
 
   const stdin = child.stdin;
   // Writing after the process closed its stdin is an EPIPE; the caller may not listen for it.
@@ -70,32 +65,77 @@ export async function launchPipe(plan: LaunchPlan, options: PipeLaunchOptions): 
   return {
     pid,
     tty: false,
-    stdout,
-    stderr,
+    stdout: output.stdout,
+    stderr: output.stderr,
     stdin,
     exit,
     resize: undefined,
     async drain(sweep) {
-      if (await settlesWithin(outputDone, SWEEP_AFTER_MS)) return;
+      if (await settlesWithin(output.done, SWEEP_AFTER_MS)) return;
       // Still open after the group kill: something outside the group holds it.
       await sweep();
       for (;;) {
-        if (await settlesWithin(outputDone, options.drainTimeoutMs)) return;
+        if (await settlesWithin(output.done, options.drainTimeoutMs)) return;
         // A reader that is merely slow: its data is still coming, keep waiting.
-        if (stdout.writableNeedDrain || stderr.writableNeedDrain) continue;
+        if (output.readerBehind()) continue;
         logger.warn(
           { pid },
           'output still open after the process group was killed (a descendant left the session?); closing it',
         );
-        for (const [raw, stream] of [
-          [rawStdout, stdout],
-          [rawStderr, stderr],
-        ] as const) {
-          raw.unpipe(stream);
-          raw.destroy();
-          if (!stream.writableEnded) stream.end();
-        }
+        output.cut();
         return;
+      }
+    },
+  };
+}
+
+/** The child's stdout and stderr as handed to the supervisor. */
+interface Output {
+  stdout: Readable;
+  stderr: Readable;
+  /** Settles when both pipes are at their end. */
+  done: Promise<void>;
+  /** Their reader has not taken everything that arrived. */
+  readerBehind(): boolean;
+  /** End both now, though the pipes are still open. */
+  cut(): void;
+}
+
+/** The spawner's own streams, which it can cut (the native spawner's). */
+function directOutput(child: SpawnedChild, pipes: NonNullable<SpawnedChild['output']>): Output {
+  const { stdout, stderr } = child;
+  return {
+    stdout,
+    stderr,
+    done: pipes.closed,
+    // Held back by its reader, the spawner stops reading the pipe: its end is not seen.
+    readerBehind: () => stdout.readableLength > 0 || stderr.readableLength > 0,
+    cut: () => pipes.cut(),
+  };
+}
+
+/** Copies of sockets (the Node spawner's): a copy can be ended while its socket is still open. */
+function copiesOf(child: SpawnedChild, logger: Logger): Output {
+  const rawStdout = child.stdout;
+  const rawStderr = child.stderr;
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  return {
+    stdout,
+    stderr,
+    done: Promise.all([
+      connect(rawStdout, stdout, logger),
+      connect(rawStderr, stderr, logger),
+    ]).then(() => undefined),
+    readerBehind: () => stdout.writableNeedDrain || stderr.writableNeedDrain,
+    cut() {
+      for (const [raw, stream] of [
+        [rawStdout, stdout],
+        [rawStderr, stderr],
+      ] as const) {
+        raw.unpipe(stream);
+        raw.destroy();
+        if (!stream.writableEnded) stream.end();
       }
     },
   };

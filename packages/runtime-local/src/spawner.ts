@@ -48,6 +48,14 @@ export interface SpawnedChild {
   stdin: Writable | undefined;
   /** Resolves when the main process has exited (never rejects). */
   exit: Promise<MainExit>;
+  /**
+   * Set when the spawner reads stdout and stderr itself (the native one):
+   * `closed` settles once both pipes reached their end (their data may still
+   * be unread); `cut()` stops reading and ends both now, for pipes that
+   * something outside the group holds open. Without it, stdout and stderr
+   * are sockets, and the launcher hands out copies it can end.
+   */
+  output?: { closed: Promise<void>; cut(): void };
 }
 
 /** A failed spawn: the OS error code (ENOENT, EACCES…) and message. */

@@ -18,6 +18,8 @@ import type { Watchdog } from './spawner.js';
 export interface MainExit {
   code: number | null;
   signal: string | null;
+  /** The launcher already SIGKILLed the process group, before the leader was reaped. */
+  groupKilled?: boolean;
 }
 
 /** A started process, as a launcher (pipes or pty) hands it over. */
@@ -78,7 +80,7 @@ export function createTaskProcess(launched: Launched, options: TaskProcessOption
     logger.debug({ code: exit.code, signal: exit.signal }, 'process exited');
     try {
       // Whatever the task left behind in its group dies with it.
-      signalGroup(pgid, 'SIGKILL');
+      if (exit.groupKilled !== true) signalGroup(pgid, 'SIGKILL');
     } catch (error) {
       logger.warn({ err: error }, 'could not kill the process group');
     }

@@ -77,7 +77,7 @@ describe.runIf(support.available)('native spawner', () => {
     expect(greeting).toBe('hi there');
     expect(Number(sid)).toBe(result.pid);
     expect(result.stderr).toBe('oops\n');
-    expect(result.exit).toEqual({ code: 3, signal: null });
+    expect(result.exit).toEqual({ code: 3, signal: null, groupKilled: true });
   });
 
   it('gives /dev/null as stdin when none is asked', async () => {
@@ -104,7 +104,7 @@ describe.runIf(support.available)('native spawner', () => {
 
   it('reports a death by signal', async () => {
     const result = await run(request('sh', ['-c', 'kill -TERM $$']));
-    expect(result.exit).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(result.exit).toEqual({ code: null, signal: 'SIGTERM', groupKilled: true });
   });
 
   it("finds programs in the task's PATH (not the agent's), and relative ones against cwd", async () => {
@@ -170,10 +170,10 @@ describe.runIf(support.available)('native spawner', () => {
     expect(own.pid).not.toBe(first);
     await own.close();
     expect(await waitForDeath([child.pid, registered.pid])).toEqual([]);
-    expect(await child.exit).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(await child.exit).toEqual({ code: null, signal: 'SIGKILL', groupKilled: true });
     expect(() => process.kill(released.pid, 0)).not.toThrow();
     process.kill(-released.pid, 'SIGKILL');
-    expect(await released.exit).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(await released.exit).toEqual({ code: null, signal: 'SIGKILL', groupKilled: true });
   });
 
   it('registers its children with the watchdog: closing it kills them', async () => {
@@ -181,6 +181,76 @@ describe.runIf(support.available)('native spawner', () => {
     const child = await own.spawn(request('sh', ['-c', 'sleep 1000 & sleep 1000']));
     await own.close();
     expect(await waitForDeath([child.pid])).toEqual([]);
-    expect(await child.exit).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(await child.exit).toEqual({ code: null, signal: 'SIGKILL', groupKilled: true });
+  });
+
+  it('reads output on its own thread: every byte in order, in chunks of up to 256 KiB', async () => {
+    // od numbers every 16-byte line: any lost, repeated or reordered byte shows.
+    const child = await spawner.spawn(
+      request('sh', ['-c', 'head -c 1048576 /dev/zero | od -A d -v -w16 -t x1']),
+    );
+    let text = '';
+    let largest = 0;
+    for await (const chunk of child.stdout) {
+      largest = Math.max(largest, (chunk as Buffer).length);
+      text += (chunk as Buffer).toString();
+    }
+    const lines = text.trimEnd().split('\n');
+    expect(lines).toHaveLength(1048576 / 16 + 1);
+    for (let line = 0; line < lines.length - 1; line += 1) {
+      expect(lines[line]!.startsWith(String(line * 16).padStart(7, '0'))).toBe(true);
+    }
+    expect(largest).toBeLessThanOrEqual(256 * 1024);
+    expect(await child.exit).toEqual({ code: 0, signal: null, groupKilled: true });
+  });
+
+  it('stops reading a pipe its reader does not take from: the writer blocks, memory stays bounded', async () => {
+    const child = await spawner.spawn(
+      request('sh', ['-c', 'head -c 67108864 /dev/zero; echo done >&2']),
+    );
+    const stderr = collect(child.stderr);
+    // Nobody reads stdout for a while: the addon reads 1 MiB ahead (plus a chunk), no more.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    let held = 0;
+    for (let chunk: Buffer | null; (chunk = child.stdout.read() as Buffer | null) !== null;) {
+      held += chunk.length;
+    }
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThanOrEqual(1024 * 1024 + 256 * 1024);
+    expect(await Promise.race([child.exit.then(() => 'exited'), Promise.resolve('running')])).toBe(
+      'running',
+    );
+    let bytes = held;
+    for await (const chunk of child.stdout) bytes += (chunk as Buffer).length;
+    expect(bytes).toBe(67108864);
+    expect(await stderr).toBe('done\n');
+    expect((await child.exit).code).toBe(0);
+  });
+
+  it('kills what the task left in its group when it exits, and can cut pipes held open outside it', async () => {
+    // A background child in the group, and one in a session of its own holding stdout.
+    const child = await spawner.spawn(
+      request('sh', [
+        '-c',
+        // The shell exits once the second one is in a session of its own.
+        'sleep 1000 & echo $!; setsid sleep 1000 & echo $!; ' +
+          'while [ "$(ps -o sid= -p $!)" -eq $$ ]; do sleep 0.01; done; exit 0',
+      ]),
+    );
+    const stdoutText: string[] = [];
+    child.stdout.on('data', (chunk: Buffer) => stdoutText.push(chunk.toString()));
+    expect(await child.exit).toEqual({ code: 0, signal: null, groupKilled: true });
+    while (stdoutText.join('').split('\n').length < 3) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const [inGroup, outside] = stdoutText.join('').trim().split('\n').map(Number);
+    expect(await waitForDeath([inGroup!])).toEqual([]);
+    // The escaped one still holds the pipe: no end until it is cut.
+    expect(child.stdout.readableEnded).toBe(false);
+    const ended = new Promise((resolve) => child.stdout.once('end', resolve));
+    child.output!.cut();
+    await ended;
+    process.kill(outside!, 'SIGKILL');
+    expect(await waitForDeath([outside!])).toEqual([]);
   });
 });

@@ -1,0 +1,3 @@
+module overthere.dev/bench/go-webhook
+
+go 1.19
