@@ -6,7 +6,7 @@ export {
   toOverthereError,
 } from './errors.js';
 export type { ErrorCode, OverthereErrorOptions, SerializedError } from './errors.js';
-export { noopLogger } from './logger.js';
+export { boundLogger, noopLogger } from './logger.js';
 export type { LogFunction, Logger } from './logger.js';
 export { SIGNAL_NUMBERS, isSignalName, parseSignal } from './signals.js';
 export type { SignalName } from './signals.js';

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   OverthereError,
+  boundLogger,
   noopLogger,
   type Logger,
   type Process,
@@ -134,7 +135,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions = {}): Runtime {
 
   async function start(spec: TaskSpec, context: SpawnContext): Promise<Process> {
     validateSpec(spec);
-    const taskLogger = logger.child({ taskId: context.taskId });
+    const taskLogger = boundLogger(logger, { taskId: context.taskId });
 
     const user = spec.user === undefined ? undefined : await resolveUser(spec.user);
     // Same uid and gid as the agent: nothing to switch (and a non-root agent could not clear its groups).
