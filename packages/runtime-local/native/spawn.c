@@ -91,7 +91,7 @@ enum { EVENT_SPAWNED = 0, EVENT_FAILED = 1, EVENT_EXITED = 2, EVENT_OUTPUT = 3, 
 typedef struct {
   int32_t kind;
   int32_t values[6];
-  /* OUTPUT: the bytes read (malloc'd; the JavaScript buffer takes them over). */
+  /* OUTPUT: the bytes read, in a block of the pool (given back once copied out). */
   char *data;
   size_t length;
 } event_t;
@@ -206,12 +206,10 @@ static int32_t make_table(watcher_t *watcher) {
 static int pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 /*
- * Output buffers. A read goes into a 256 KiB block; a block mostly filled is
- * handed to JavaScript as it is, a smaller read is copied out to a buffer of
- * its size (the output log keeps chunks in memory for a while). Blocks come
- * back when JavaScript lets go of them and are kept for the next reads, up to
- * POOLED_BLOCKS: mapped once, they cost no page faults, and freed blocks do
- * not fragment malloc's arenas (which, across threads, kept growing).
+ * Output is read into 256 KiB blocks, which go back to a pool once the event
+ * loop has copied the bytes out: mapped once, they cost no page faults, and
+ * they do not fragment malloc's arenas (freed on another thread than the one
+ * that allocated, those kept growing). The pool keeps up to POOLED_BLOCKS.
  */
 #define POOLED_BLOCKS 16
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -229,6 +227,7 @@ static char *take_block(void) {
 }
 
 static void give_block(char *block) {
+  if (block == NULL) return;
   pthread_mutex_lock(&pool_lock);
   if (pooled < POOLED_BLOCKS) {
     pool[pooled++] = block;
@@ -238,28 +237,17 @@ static void give_block(char *block) {
   if (block != NULL) munmap(block, OUTPUT_CHUNK_BYTES);
 }
 
-/* Whether output of `length` bytes is a whole block (else it was malloc'd). */
-static bool is_block(size_t length) { return length >= OUTPUT_CHUNK_BYTES / 2; }
-
-static void release_data(char *data, size_t length) {
-  if (data == NULL) return;
-  if (is_block(length))
-    give_block(data);
-  else
-    free(data);
-}
-
-/* Queues an event for JavaScript; it owns `data` from here on. False if it could not be queued. */
+/* Queues an event for JavaScript; it owns `data` (a block) from here on. False if it could not be queued. */
 static bool post_data(watcher_t *watcher, int32_t kind, int32_t a, int32_t b, int32_t c, int32_t d,
                       int32_t e, int32_t f, char *data, size_t length) {
   event_t *event = malloc(sizeof *event);
   if (event == NULL) {
-    release_data(data, length);
+    give_block(data);
     return false;
   }
   *event = (event_t){.kind = kind, .values = {a, b, c, d, e, f}, .data = data, .length = length};
   if (napi_call_threadsafe_function(watcher->on_event, event, napi_tsfn_nonblocking) != napi_ok) {
-    release_data(data, length);
+    give_block(data);
     free(event);
     return false;
   }
@@ -269,13 +257,6 @@ static bool post_data(watcher_t *watcher, int32_t kind, int32_t a, int32_t b, in
 static void post(watcher_t *watcher, int32_t kind, int32_t a, int32_t b, int32_t c, int32_t d,
                  int32_t e, int32_t f) {
   post_data(watcher, kind, a, b, c, d, e, f, NULL, 0);
-}
-
-/* Takes a buffer's bytes back once JavaScript let go of them (see call_on_event). */
-static void free_output(napi_env env, void *data, void *hint) {
-  int64_t change = 0;
-  napi_adjust_external_memory(env, -2 * (int64_t)(uintptr_t)hint, &change);
-  release_data(data, (size_t)(uintptr_t)hint);
 }
 
 static void call_on_event(napi_env env, napi_value callback, void *context, void *data) {
@@ -289,24 +270,17 @@ static void call_on_event(napi_env env, napi_value callback, void *context, void
     args[7] = undefined;
     if (event->data != NULL) {
       /*
-       * The bytes become the buffer's without a copy. V8 is told about them
-       * (twice over), or it would not collect in time: V8 lets 64 MiB of
-       * external memory pile up before it collects, and RSS grew by 90-120 MB
-       * while 1 GiB went through; counted once, 55-70; twice, 37-57.
+       * Copied into a buffer of Node's own, like the one a socket read
+       * fills: V8 frees those as soon as they die young. Handed over as
+       * external buffers instead, the bytes were only freed by full
+       * collections, every few dozen megabytes; for 1 GiB of output that
+       * was half the throughput and 45-50 MiB more RSS.
        */
-      if (napi_create_external_buffer(env, event->length, event->data, free_output,
-                                      (void *)(uintptr_t)event->length, &args[7]) == napi_ok) {
-        int64_t change = 0;
-        napi_adjust_external_memory(env, 2 * (int64_t)event->length, &change);
-      } else {
-        napi_create_buffer_copy(env, event->length, event->data, NULL, &args[7]);
-        release_data(event->data, event->length);
-      }
-      event->data = NULL;
+      napi_create_buffer_copy(env, event->length, event->data, NULL, &args[7]);
     }
     napi_call_function(env, undefined, callback, 8, args, NULL);
   }
-  release_data(event->data, event->length);
+  give_block(event->data);
   free(event);
 }
 
@@ -395,17 +369,10 @@ static void read_output(watcher_t *watcher, int fd) {
       break;
     }
   }
-  char *data = block;
-  if (length > 0 && !is_block(length)) {
-    data = malloc(length);
-    if (data != NULL) memcpy(data, block, length);
-    else error = ENOMEM;
+  if (length == 0) {
     give_block(block);
-  } else if (length == 0 && block != NULL) {
-    give_block(block);
-  }
-  if (length > 0 && data != NULL &&
-      !post_data(watcher, EVENT_OUTPUT, fd, generation, 0, 0, 0, 0, data, length) && error == 0) {
+  } else if (!post_data(watcher, EVENT_OUTPUT, fd, generation, 0, 0, 0, 0, block, length) &&
+             error == 0) {
     error = ENOMEM;
   }
 

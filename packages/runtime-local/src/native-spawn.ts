@@ -92,6 +92,8 @@ const spawning = new Map<
 >();
 /** Running native children: pid → what settles their exit. */
 const running = new Map<number, (exit: MainExit) => void>();
+/** Taken bytes are acked to the addon once this many add up (it reads at most 1 MiB ahead). */
+const ACK_BYTES = 512 * 1024;
 /** Output streams the addon reads: fd → stream (the generation tells a reused fd apart). */
 const outputs = new Map<number, NativeOutput>();
 
@@ -137,7 +139,9 @@ class NativeOutput extends Readable {
   }
 
   override _read(): void {
-    if (this.unacked === 0 || outputs.get(this.fd) !== this) return;
+    // Acked in batches (an ack may wake the watcher thread); the addon reads
+    // on until 1 MiB is unacked, so this never holds it back for good.
+    if (this.unacked < ACK_BYTES || outputs.get(this.fd) !== this) return;
     binding().ack(this.fd, this.generation, this.unacked);
     this.unacked = 0;
   }
