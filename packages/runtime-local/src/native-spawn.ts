@@ -30,20 +30,21 @@ import {
   type WatchTable,
 } from './spawner.js';
 
+/** What the addon calls with each event: its kind, six numbers, and output bytes (see native/spawn.c). */
+type EventListener = (
+  kind: number,
+  a: number,
+  b: number,
+  c: number,
+  d: number,
+  e: number,
+  f: number,
+  data: Buffer | undefined,
+) => void;
+
 /** The addon's functions (see native/spawn.c). */
 interface Binding {
-  init(
-    onEvent: (
-      kind: number,
-      a: number,
-      b: number,
-      c: number,
-      d: number,
-      e: number,
-      f: number,
-      data: Buffer | undefined,
-    ) => void,
-  ): boolean;
+  init(onEvent: EventListener): boolean;
   spawn(
     id: number,
     file: string,
@@ -178,16 +179,7 @@ function updateRef(before: number): void {
   else if (before > 0 && after === 0) binding().unref();
 }
 
-function onEvent(
-  kind: number,
-  a: number,
-  b: number,
-  c: number,
-  d: number,
-  e: number,
-  f: number,
-  data: Buffer | undefined,
-): void {
+const onEvent: EventListener = (kind, a, b, c, d, e, f, data) => {
   if (kind === OUTPUT) {
     const output = outputs.get(a);
     if (output !== undefined && data !== undefined) output.received(data);
@@ -218,7 +210,7 @@ function onEvent(
     }
   }
   updateRef(before);
-}
+};
 
 function settleSpawned(
   pending: { resolve: (child: SpawnedChild) => void; watch: (pid: number) => void },
