@@ -106,6 +106,13 @@ typedef struct {
   /* The watcher thread is reading it right now (it closes it, if asked meanwhile). */
   bool reading;
   bool close_requested;
+  /*
+   * Its last OUTPUT event, while still queued with room in its block: more
+   * output is read into that block rather than sent as a chunk of its own.
+   * A busy event loop gets the output of a writer of small pieces in large
+   * chunks (as its own reads of a pipe would), an idle one at once.
+   */
+  event_t *pending;
 } output_t;
 
 /* One queued spawn, its strings owned. */
@@ -237,22 +244,28 @@ static void give_block(char *block) {
   if (block != NULL) munmap(block, OUTPUT_CHUNK_BYTES);
 }
 
-/* Queues an event for JavaScript; it owns `data` (a block) from here on. False if it could not be queued. */
-static bool post_data(watcher_t *watcher, int32_t kind, int32_t a, int32_t b, int32_t c, int32_t d,
-                      int32_t e, int32_t f, char *data, size_t length) {
+/*
+ * Queues an event for JavaScript, which owns `data` (a block) from here on.
+ * Returns the event (to be touched only under the output lock, see
+ * call_on_event), or NULL if it could not be queued.
+ */
+static event_t *post_data(watcher_t *watcher, int32_t kind, int32_t a, int32_t b, int32_t c,
+                          int32_t d, int32_t e, int32_t f, char *data, size_t length) {
   event_t *event = malloc(sizeof *event);
   if (event == NULL) {
     give_block(data);
-    return false;
+    return NULL;
   }
   *event = (event_t){.kind = kind, .values = {a, b, c, d, e, f}, .data = data, .length = length};
   if (napi_call_threadsafe_function(watcher->on_event, event, napi_tsfn_nonblocking) != napi_ok) {
     give_block(data);
     free(event);
-    return false;
+    return NULL;
   }
-  return true;
+  return event;
 }
+
+static output_t *find_output(watcher_t *watcher, int32_t fd, int32_t generation);
 
 static void post(watcher_t *watcher, int32_t kind, int32_t a, int32_t b, int32_t c, int32_t d,
                  int32_t e, int32_t f) {
@@ -260,8 +273,15 @@ static void post(watcher_t *watcher, int32_t kind, int32_t a, int32_t b, int32_t
 }
 
 static void call_on_event(napi_env env, napi_value callback, void *context, void *data) {
-  (void)context;
+  watcher_t *watcher = context;
   event_t *event = data;
+  if (env != NULL && event->kind == EVENT_OUTPUT) {
+    /* From here on, nothing more is read into this event's block. */
+    pthread_mutex_lock(&watcher->output_lock);
+    output_t *output = find_output(watcher, event->values[0], event->values[1]);
+    if (output != NULL && output->pending == event) output->pending = NULL;
+    pthread_mutex_unlock(&watcher->output_lock);
+  }
   if (env != NULL && callback != NULL) {
     napi_value undefined, args[8];
     napi_get_undefined(env, &undefined);
@@ -334,11 +354,43 @@ static void arm_output(watcher_t *watcher, int fd, output_t *output) {
   output->armed = epoll_ctl(watcher->epoll_fd, EPOLL_CTL_MOD, fd, &event) == 0;
 }
 
+/* Reads `fd` into `block` from `*length` on: until it is full, the pipe is empty, at its end, or failed. */
+static void read_into(int fd, char *block, size_t *length, bool *ended, int *error) {
+  while (*length < OUTPUT_CHUNK_BYTES) {
+    ssize_t count = read(fd, block + *length, OUTPUT_CHUNK_BYTES - *length);
+    if (count > 0) {
+      *length += (size_t)count;
+    } else if (count == 0) {
+      *ended = true;
+      return;
+    } else if (errno != EINTR) {
+      if (errno != EAGAIN) *error = errno;
+      return;
+    }
+  }
+}
+
+/* After a read of `fd`: its end, a close asked meanwhile, or wait for more. Output lock held. */
+static void after_read(watcher_t *watcher, int fd, output_t *output, bool ended, int error) {
+  if (output->close_requested) {
+    drop_output(watcher, fd);
+  } else if (ended || error != 0) {
+    /* Posted before the fd is closed and can be reused. */
+    post(watcher, EVENT_OUTPUT_END, fd, output->generation, error, 0, 0, 0);
+    drop_output(watcher, fd);
+  } else if (output->ahead < OUTPUT_AHEAD_BYTES) {
+    arm_output(watcher, fd, output);
+  }
+}
+
 /*
- * `fd` is readable (or at its end): reads what is there, up to a chunk, and
- * posts it; at the end (or an error) posts OUTPUT_END and closes it.
+ * `fd` is readable (or at its end): reads what is there, up to a chunk, into
+ * the block of its queued event if it has one, else into a new one that it
+ * posts; at the end (or an error) posts OUTPUT_END and closes it.
  */
 static void read_output(watcher_t *watcher, int fd) {
+  bool ended = false;
+  int error = 0;
   pthread_mutex_lock(&watcher->output_lock);
   output_t *output = fd < watcher->output_slots ? watcher->outputs[fd] : NULL;
   if (output == NULL) {
@@ -346,48 +398,40 @@ static void read_output(watcher_t *watcher, int fd) {
     return;
   }
   output->armed = false;
+  event_t *pending = output->pending;
+  if (pending != NULL) {
+    /* Under the lock: the event loop cannot take the block meanwhile. */
+    size_t before = pending->length;
+    read_into(fd, pending->data, &pending->length, &ended, &error);
+    output->ahead += (int64_t)(pending->length - before);
+    if (pending->length == OUTPUT_CHUNK_BYTES) output->pending = NULL;
+    after_read(watcher, fd, output, ended, error);
+    pthread_mutex_unlock(&watcher->output_lock);
+    return;
+  }
   output->reading = true;
   int32_t generation = output->generation;
   pthread_mutex_unlock(&watcher->output_lock);
 
   char *block = take_block();
   size_t length = 0;
-  int error = block == NULL ? ENOMEM : 0;
-  bool ended = false;
-  /* Keep reading while the writer keeps the pipe filled: fewer, larger chunks. */
-  while (block != NULL && length < OUTPUT_CHUNK_BYTES) {
-    ssize_t count = read(fd, block + length, OUTPUT_CHUNK_BYTES - length);
-    if (count > 0) {
-      length += (size_t)count;
-    } else if (count == 0) {
-      ended = true;
-      break;
-    } else if (errno == EINTR) {
-      continue;
-    } else {
-      if (errno != EAGAIN) error = errno;
-      break;
-    }
-  }
-  if (length == 0) {
-    give_block(block);
-  } else if (!post_data(watcher, EVENT_OUTPUT, fd, generation, 0, 0, 0, 0, block, length) &&
-             error == 0) {
+  if (block == NULL)
     error = ENOMEM;
-  }
+  else
+    read_into(fd, block, &length, &ended, &error);
 
   pthread_mutex_lock(&watcher->output_lock);
   output->reading = false;
-  if (output->close_requested) {
-    drop_output(watcher, fd);
-  } else if (ended || error != 0) {
-    /* Posted before the fd is closed and can be reused. */
-    post(watcher, EVENT_OUTPUT_END, fd, generation, error, 0, 0, 0);
-    drop_output(watcher, fd);
+  if (length == 0) {
+    give_block(block);
   } else {
+    /* Posted under the lock, so the event loop cannot take it before it is pending. */
+    event_t *event = post_data(watcher, EVENT_OUTPUT, fd, generation, 0, 0, 0, 0, block, length);
+    if (event == NULL && error == 0) error = ENOMEM;
     output->ahead += (int64_t)length;
-    if (output->ahead < OUTPUT_AHEAD_BYTES) arm_output(watcher, fd, output);
+    if (event != NULL && length < OUTPUT_CHUNK_BYTES) output->pending = event;
   }
+  after_read(watcher, fd, output, ended, error);
   pthread_mutex_unlock(&watcher->output_lock);
 }
 
@@ -677,7 +721,7 @@ static napi_value init(napi_env env, napi_callback_info info) {
   struct epoll_event stop = {.events = EPOLLIN, .data.u64 = STOP_KEY};
   if (watcher->epoll_fd < 0 || watcher->stop_fd < 0 ||
       epoll_ctl(watcher->epoll_fd, EPOLL_CTL_ADD, watcher->stop_fd, &stop) != 0 ||
-      napi_create_threadsafe_function(env, callback, NULL, name, 0, 1, NULL, NULL, NULL,
+      napi_create_threadsafe_function(env, callback, NULL, name, 0, 1, NULL, NULL, watcher,
                                       call_on_event, &watcher->on_event) != napi_ok) {
     stop_watcher(watcher);
     return throw_error(env, "init: cannot set up the exit watcher");

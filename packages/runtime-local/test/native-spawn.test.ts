@@ -204,6 +204,24 @@ describe.runIf(support.available)('native spawner', () => {
     expect(await child.exit).toEqual({ code: 0, signal: null, groupKilled: true });
   });
 
+  it('gathers small writes into the chunk the event loop has not taken yet', async () => {
+    const child = await spawner.spawn(
+      request('sh', ['-c', 'i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done']),
+    );
+    // A busy event loop: meanwhile the shell writes many lines, one write each.
+    const until = Date.now() + 150;
+    while (Date.now() < until) {
+      // spin
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of child.stdout) chunks.push(chunk as Buffer);
+    const lines = Buffer.concat(chunks).toString().trimEnd().split('\n');
+    expect(lines).toHaveLength(3000);
+    expect(lines.every((line, index) => line === `line ${index}`)).toBe(true);
+    // Each write its own chunk came to 90-180 chunks here; gathered, to 1.
+    expect(chunks.length).toBeLessThan(20);
+  });
+
   it('stops reading a pipe its reader does not take from: the writer blocks, memory stays bounded', async () => {
     const child = await spawner.spawn(
       request('sh', ['-c', 'head -c 67108864 /dev/zero; echo done >&2']),
