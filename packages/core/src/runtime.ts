@@ -78,9 +78,14 @@ export interface Process {
   readonly pid: number | undefined;
   /** Reattachment data for `Runtime.adopt`; undefined when the runtime cannot adopt. */
   readonly handle: ProcessHandle | undefined;
-  /** The process's stdout (with a TTY: the terminal's output). Ends after the process ends. */
+  /**
+   * The process's stdout (with a TTY: the terminal's output). Ends after the
+   * process ends. Its chunks are Buffers, possibly in object mode (one per
+   * chunk read, as the local runtime's native spawner hands them over): read
+   * it with `for await`, `'data'` or `pipe()`, not `read(size)`.
+   */
   readonly stdout: Readable;
-  /** The process's stderr (with a TTY: ends empty). Ends after the process ends. */
+  /** The process's stderr (with a TTY: ends empty). Ends after the process ends. Chunks as stdout's. */
   readonly stderr: Readable;
   /** Writable stdin when the spec asked for `stdin: 'pipe'`; ending it gives the process EOF. */
   readonly stdin: Writable | undefined;
