@@ -115,7 +115,7 @@ class NativeOutput extends Readable {
 
   constructor(
     private readonly fd: number,
-    private readonly generation: number,
+    readonly generation: number,
   ) {
     super({ objectMode: true, highWaterMark: 1 });
   }
@@ -179,15 +179,20 @@ function updateRef(before: number): void {
   else if (before > 0 && after === 0) binding().unref();
 }
 
+/** The stream read from `fd` as `generation`; undefined once it was cut (its fd may be another's now). */
+function outputOf(fd: number, generation: number): NativeOutput | undefined {
+  const output = outputs.get(fd);
+  return output?.generation === generation ? output : undefined;
+}
+
 const onEvent: EventListener = (kind, a, b, c, d, e, f, data) => {
   if (kind === OUTPUT) {
-    const output = outputs.get(a);
-    if (output !== undefined && data !== undefined) output.received(data);
+    if (data !== undefined) outputOf(a, b)?.received(data);
     return;
   }
   const before = liveCount();
   if (kind === OUTPUT_END) {
-    outputs.get(a)?.ended(c);
+    outputOf(a, b)?.ended(c);
   } else if (kind === EXITED) {
     const settle = running.get(a);
     running.delete(a);
