@@ -6,19 +6,18 @@
  *   server (bench/go-webhook, built when `go` is on PATH) under the same load;
  * - a 1 GiB task output streamed to an HTTP client (curl, and Node's http
  *   client, which alone took a sixth of the machine), beside a Node pipe →
- *   TCP socket.
+ *   TCP socket; the Node sides run in fresh processes (bench/stream-child.ts).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { compare, runConcurrently, type BenchResult, rawSpawnTrue } from './report.js';
+import { startGatedTask } from './stream-child.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 const GIB = 1024 ** 3;
@@ -156,58 +155,64 @@ async function execLoad(
   };
 }
 
-/** Bytes of `head -c 1G /dev/zero` through a Node pipe into a loopback TCP socket, counted by the reader. */
-async function pipeToTcp(): Promise<number> {
-  let received = 0;
-  const server = createServer((socket) => {
-    socket.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  const start = performance.now();
-  await new Promise<void>((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => {
-      const child = spawn('head', ['-c', String(GIB), '/dev/zero'], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      child.stdout.pipe(socket);
-      child.once('error', reject);
-    });
-    socket.once('close', () => resolve());
-  });
-  while (received < GIB) await new Promise((resolve) => setImmediate(resolve));
-  const ms = performance.now() - start;
-  server.close();
-  return ms;
-}
-
-/** Which HTTP client reads the stream: curl, or Node's http client in this process. */
+/** Which HTTP client reads the stream: curl, or Node's http client (in a process of its own). */
 type StreamClient = 'curl' | 'node';
 
-/** Create the 1 GiB task on the agent and read its stdout as raw chunked HTTP while it runs. */
-async function streamFromAgent(url: string, client: StreamClient): Promise<number> {
-  const start = performance.now();
+/** Runs a mode of bench/stream-child.ts in a fresh Node process; resolves to the milliseconds it prints. */
+function streamChild(...args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(new URL('./stream-child.ts', import.meta.url)), ...args],
+      { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.once('error', reject);
+    child.once('close', (code) =>
+      code === 0
+        ? resolve(Number(out))
+        : reject(new Error(`stream-child ${args[0]} exited with ${code}`)),
+    );
+  });
+}
+
+/**
+ * A task that writes 1 GiB once it reads a line on stdin: its reader attaches
+ * first. Started before, a task this fast has written past the default
+ * 64 MiB of retention by the time a reader arrives, and the reader starts at
+ * the oldest byte kept.
+ */
+async function createGatedTask(url: string): Promise<string> {
   const response = await fetch(`${url}/v1/tasks`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ command: ['head', '-c', String(GIB), '/dev/zero'] }),
+    body: JSON.stringify({
+      command: ['sh', '-c', `read go && exec head -c ${GIB} /dev/zero`],
+      stdin: 'pipe',
+    }),
   });
-  const { id } = (await response.json()) as { id: string };
-  const outputUrl = `${url}/v1/tasks/${id}/output?follow=1&stream=stdout`;
-  const bytes = await (client === 'curl' ? curlBytes(outputUrl) : nodeHttpBytes(outputUrl));
-  const ms = performance.now() - start;
-  if (bytes !== GIB) throw new Error(`streamed ${bytes} bytes`);
-  return ms;
+  return ((await response.json()) as { id: string }).id;
 }
 
-/** Bytes curl downloads from `url` (its body, dechunked, to /dev/null). */
-function curlBytes(url: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const curl = spawn('curl', ['-sS', '-o', '/dev/null', '-w', '%{size_download}', url], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+/** Milliseconds for curl to read a gated 1 GiB task's stdout as raw chunked HTTP, from its start. */
+async function streamToCurl(url: string): Promise<number> {
+  const id = await createGatedTask(url);
+  const curl = spawn(
+    'curl',
+    [
+      '-sS',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{size_download}',
+      `${url}/v1/tasks/${id}/output?follow=1&stream=stdout`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const bytes = new Promise<number>((resolve, reject) => {
     let out = '';
     curl.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
@@ -217,22 +222,14 @@ function curlBytes(url: string): Promise<number> {
       code === 0 ? resolve(Number(out)) : reject(new Error(`curl exited with ${code}`)),
     );
   });
-}
-
-/** Bytes Node's http client reads from `url`. */
-function nodeHttpBytes(url: string): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    const req = request(url, (res) => {
-      let count = 0;
-      res.on('data', (chunk: Buffer) => {
-        count += chunk.length;
-      });
-      res.once('end', () => resolve(count));
-      res.once('error', reject);
-    });
-    req.once('error', reject);
-    req.end();
-  });
+  // curl has connected well before this.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const start = performance.now();
+  await startGatedTask(url, id);
+  const received = await bytes;
+  const ms = performance.now() - start;
+  if (received !== GIB) throw new Error(`streamed ${received} bytes`);
+  return ms;
 }
 
 export async function httpBenchmarks(): Promise<BenchResult[]> {
@@ -293,10 +290,10 @@ export async function httpBenchmarks(): Promise<BenchResult[]> {
       node: Number.POSITIVE_INFINITY,
     };
     for (let round = 0; round < 3; round += 1) {
-      rawMs = Math.min(rawMs, await pipeToTcp());
-      for (const client of ['curl', 'node'] as const) {
-        oursMs[client] = Math.min(oursMs[client], await streamFromAgent(agent.url, client));
-      }
+      rawMs = Math.min(rawMs, await streamChild('pipe-to-tcp'));
+      oursMs.curl = Math.min(oursMs.curl, await streamToCurl(agent.url));
+      const id = await createGatedTask(agent.url);
+      oursMs.node = Math.min(oursMs.node, await streamChild('http-client', agent.url, id));
     }
     const mbPerSecond = (ms: number) => GIB / 1024 / 1024 / (ms / 1000);
     for (const client of ['curl', 'node'] as const) {
