@@ -312,8 +312,9 @@ describe('ndjson', () => {
     const small = await startAgent({ supervisor: { output: { memoryBytes: 4096 } } });
     try {
       const task = await small.client.create({
-        // More than a pipe holds, so it arrives in several frames however fast it runs.
-        command: ['seq', '-f', 'line-%g', '0', '19999'],
+        // About 1.1 MB: more than one read of the pipe takes (up to 256 KiB), so
+        // it arrives in several frames however fast it runs.
+        command: ['seq', '-f', 'line-%g', '0', '99999'],
       });
       await small.client.wait(task.id);
       const result = await curl([
@@ -323,7 +324,7 @@ describe('ndjson', () => {
       const lines = ndjsonLines(result.body) as (Line & { fromSeq?: number; toSeq?: number })[];
       expect(lines[0]).toMatchObject({ type: 'gap', fromSeq: 0 });
       expect(lines[1]).toMatchObject({ type: 'frame', seq: lines[0]!.toSeq });
-      expect(frameBytes(lines).toString()).toMatch(/line-19999\n$/);
+      expect(frameBytes(lines).toString()).toMatch(/line-99999\n$/);
     } finally {
       await small.close();
     }
