@@ -93,14 +93,14 @@ const spawning = new Map<
 >();
 /** Running native children: pid → what settles their exit. */
 const running = new Map<number, (exit: MainExit) => void>();
-/** Taken bytes are acked to the addon once this many add up (it reads at most 1 MiB ahead). */
-const ACK_BYTES = 512 * 1024;
+/** Taken bytes are acked to the addon once this many add up (it reads at most 512 KiB ahead). */
+const ACK_BYTES = 256 * 1024;
 /** Output streams the addon reads: fd → stream (the generation tells a reused fd apart). */
 const outputs = new Map<number, NativeOutput>();
 
 /**
  * A child's stdout or stderr, read by the addon's watcher thread. The addon
- * runs at most a megabyte ahead of what this stream's reader has taken.
+ * runs at most 512 KiB (and a chunk) ahead of what this stream's reader has taken.
  * Each chunk is handed on as it came (object mode): a byte-mode stream joins
  * whatever is buffered into a new buffer on every read, a copy of each byte.
  */
@@ -141,7 +141,7 @@ class NativeOutput extends Readable {
 
   override _read(): void {
     // Acked in batches (an ack may wake the watcher thread); the addon reads
-    // on until 1 MiB is unacked, so this never holds it back for good.
+    // on until 512 KiB is unacked, so this never holds it back for good.
     if (this.unacked < ACK_BYTES || outputs.get(this.fd) !== this) return;
     binding().ack(this.fd, this.generation, this.unacked);
     this.unacked = 0;
