@@ -128,8 +128,7 @@ class NativeOutput extends Readable {
 
   /** The addon reached the end (errno 0) or failed to read. */
   ended(errno: number): void {
-    outputs.delete(this.fd);
-    this.pipeClosed();
+    this.forget();
     if (errno === 0) this.push(null);
     else this.destroy(new Error(`reading output failed: ${getSystemErrorName(-errno)}`));
   }
@@ -156,11 +155,16 @@ class NativeOutput extends Readable {
   private release(): boolean {
     if (outputs.get(this.fd) !== this) return false;
     const before = liveCount();
-    outputs.delete(this.fd);
+    this.forget();
     binding().closeOutput(this.fd, this.generation);
-    this.pipeClosed();
     updateRef(before);
     return true;
+  }
+
+  /** The addon no longer reads the pipe for this stream. */
+  private forget(): void {
+    outputs.delete(this.fd);
+    this.pipeClosed();
   }
 }
 

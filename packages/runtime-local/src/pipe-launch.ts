@@ -1,9 +1,9 @@
 /**
  * Starting a process with pipes (no tty), by the native spawner
  * (native-spawn.ts) or in the Node spawner process (spawner.ts), which hands
- * the pipes back; execa was the first
- * choice, but its per-spawn promise and stream machinery cost about a fifth of
- * spawn throughput, and we use none of what it adds.
+ * the pipes back. execa was the first choice, but its per-spawn promise and
+ * stream machinery cost about a fifth of spawn throughput, and we use none of
+ * what it adds.
  */
 import { PassThrough, type Readable } from 'node:stream';
 import type { Logger } from '@overthere/core';
@@ -56,7 +56,9 @@ export async function launchPipe(plan: LaunchPlan, options: PipeLaunchOptions): 
   const { pid, exit } = child;
 
   const output =
-    child.output === undefined ? copiesOf(child, logger) : directOutput(child, child.output);
+    child.output === undefined
+      ? copiesOf(child, logger)
+      : directOutput(child.stdout, child.stderr, child.output);
 
   const stdin = child.stdin;
   // Writing after the process closed its stdin is an EPIPE; the caller may not listen for it.
@@ -102,8 +104,11 @@ interface Output {
 }
 
 /** The spawner's own streams, which it can cut (the native spawner's). */
-function directOutput(child: SpawnedChild, pipes: NonNullable<SpawnedChild['output']>): Output {
-  const { stdout, stderr } = child;
+function directOutput(
+  stdout: Readable,
+  stderr: Readable,
+  pipes: NonNullable<SpawnedChild['output']>,
+): Output {
   return {
     stdout,
     stderr,
