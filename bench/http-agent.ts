@@ -22,7 +22,8 @@ import { startGatedTask } from './stream-child.js';
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 const GIB = 1024 ** 3;
 
-interface Agent {
+/** A server started for the benchmark: the agent, or the Go webhook. */
+interface Server {
   url: string;
   child: ChildProcess;
 }
@@ -50,7 +51,7 @@ async function startServer(
   command: string,
   args: string[],
   output: 'stdout' | 'stderr',
-): Promise<Agent> {
+): Promise<Server> {
   const child = spawn(command, args, {
     cwd: REPO_ROOT,
     stdio: [
@@ -71,7 +72,7 @@ async function startServer(
 }
 
 /** Start overthere-agent: the build when there is one (as deployed), else the sources through tsx. */
-async function startAgent(dataDir: string): Promise<Agent> {
+async function startAgent(dataDir: string): Promise<Server> {
   const built = join(REPO_ROOT, 'apps/agent/dist/main.js');
   const entry = existsSync(built) ? [built] : ['--import', 'tsx', 'apps/agent/src/main.ts'];
   return startServer(
@@ -85,9 +86,9 @@ async function startAgent(dataDir: string): Promise<Agent> {
   );
 }
 
-async function stopServer(agent: Agent): Promise<void> {
-  const exited = new Promise((resolve) => agent.child.once('exit', resolve));
-  agent.child.kill('SIGTERM');
+async function stopServer(server: Server): Promise<void> {
+  const exited = new Promise((resolve) => server.child.once('exit', resolve));
+  server.child.kill('SIGTERM');
   await exited;
 }
 
